@@ -1,0 +1,58 @@
+"""The Flask app: `gunicorn api:app` in production, `python api.py` for development."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from assistant.groq_provider import GroqProvider
+from config import Settings
+from storage import migrate
+from storage.engine import is_persistent, log_startup, make_engine
+from storage.repo import Repo
+from web import admin, chat, health, sessions
+from web.errors import register_error_handlers
+from web.json_provider import JSONProvider
+from web.services import Services, init_app
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app: settings, database (migrated), assistant, blueprints."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
+    app.json = JSONProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    engine = make_engine(settings.database_url)
+    log_startup(engine, is_persistent(engine, settings.on_railway, settings.is_on_volume), settings.on_railway)
+    migrate.upgrade(engine)
+    assistant = GroqProvider(settings)
+    if not assistant.configured:
+        logging.getLogger(__name__).warning("GROQ_API_KEY is not set: /api/chat will answer 503")
+    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=assistant))
+    register_error_handlers(app)
+    for blueprint in (chat.bp, sessions.bp, admin.bp, health.bp):
+        app.register_blueprint(blueprint)
+    return app
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr; gunicorn and the dev server both show it."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+
+
+def __getattr__(name: str) -> Flask:
+    """`api.app`, built on first use so that importing `create_app` has no side effects."""
+    if name != "app":
+        raise AttributeError(name)
+    globals()["app"] = application = create_app()
+    return application
+
+
+if __name__ == "__main__":
+    dev_settings = Settings.from_env()
+    create_app(dev_settings).run(host="127.0.0.1", port=dev_settings.port, threaded=True)

@@ -1,0 +1,52 @@
+"""What a model provider returns, and the failures it reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Completion:
+    """A finished (or cut-short) reply with its bookkeeping."""
+
+    text: str
+    model: str
+    latency_ms: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+
+
+class ProviderError(Exception):
+    """A model could not produce a reply; ``code`` names why, the message says it for people."""
+
+    code = "upstream_error"
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider is not configured."""
+
+    code = "assistant_unavailable"
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider asked us to slow down."""
+
+    code = "upstream_rate_limited"
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time."""
+
+    code = "upstream_timeout"
+
+
+class ProviderFailed(ProviderError):
+    """The provider answered with an error, or with something we cannot read."""
+
+    code = "upstream_error"

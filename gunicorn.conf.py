@@ -1,0 +1,28 @@
+"""gunicorn settings, from the same validated flags as the app (`gunicorn -c gunicorn.conf.py api:app`)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # gunicorn reads this file before --chdir
+
+from config import ConfigError, Settings  # noqa: E402
+
+try:
+    _settings = Settings.from_env()
+except ConfigError as e:  # a bad flag stops gunicorn here, before any worker starts
+    raise SystemExit(f"Configuration error: {e}") from None
+
+bind = f"0.0.0.0:{_settings.port}"
+workers = _settings.web_concurrency
+worker_class = "gthread"
+threads = _settings.web_threads
+# Streamed replies and slow upstream calls need longer than gunicorn's 30 s default.
+timeout = 120
+graceful_timeout = 30
+keepalive = 5
+# Never preload: torch's thread pools and a pooled database engine must not cross a fork.
+preload_app = False
+accesslog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+errorlog = "-"
+loglevel = _settings.log_level.lower()

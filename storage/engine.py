@@ -1,0 +1,104 @@
+"""Database URL normalisation, the pooled engine and SQLite pragmas."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+log = logging.getLogger(__name__)
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
+EPHEMERAL_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def normalise_url(raw: str) -> URL:
+    """Turn a DATABASE_URL into the URL SQLAlchemy should use.
+
+    Postgres URLs get the psycopg 3 driver, and TLS unless the host is local or
+    the URL already says how to connect.
+    """
+    url = make_url(raw.replace("postgres://", "postgresql://", 1) if raw.startswith("postgres://") else raw)
+    if url.get_backend_name() == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+        if (url.host or "") not in LOCAL_HOSTS and "sslmode" not in url.query:
+            url = url.update_query_dict({"sslmode": "require"})
+    return url
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for memory or other engines."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).resolve()
+
+
+def make_engine(raw_url: str) -> Engine:
+    """A pooled engine for ``raw_url``; SQLite gets its folder, WAL and a busy timeout."""
+    url = normalise_url(raw_url)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, but SQLite transactions take the write lock when they begin.
+
+    A deferred SQLite transaction that reads and then writes fails at once when
+    another writer got in between; an immediate one waits for the busy timeout.
+    """
+    return engine.execution_options(sqlite_begin="IMMEDIATE")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Set the pragmas on every new connection and let us choose how BEGIN locks."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # pysqlite's own BEGIN handling would ignore our choice of lock mode.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def describe(engine: Engine) -> str:
+    """The engine's URL with the password hidden, for logs."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def is_persistent(engine: Engine, on_railway: bool, on_volume) -> bool:
+    """Whether data written through ``engine`` survives a restart of this container."""
+    if engine.url.get_backend_name() != "sqlite":
+        return True
+    path = sqlite_path(engine.url)
+    if path is None or any(path.is_relative_to(d) for d in EPHEMERAL_DIRS):
+        return False
+    return on_volume(path) if on_railway else True
+
+
+def log_startup(engine: Engine, persistent: bool, on_railway: bool) -> None:
+    """One line naming the engine; a warning when its data would not survive."""
+    log.info("Database engine: %s (%s)", engine.url.get_backend_name(), describe(engine))
+    if not persistent:
+        where = "outside the Railway volume" if on_railway else "on an ephemeral path"
+        log.warning(
+            "Database %s is %s: conversations will be lost on restart. "
+            "Set DATABASE_URL to Postgres or put the SQLite file on a persistent volume.",
+            describe(engine), where,
+        )

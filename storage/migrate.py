@@ -1,0 +1,35 @@
+"""Apply Alembic migrations at start-up, one process at a time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+from storage.engine import writer
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Any fixed number; every process of this service must use the same one.
+PG_MIGRATION_LOCK = 724_113_001
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision.
+
+    Several workers may start at once: Postgres serialises them with an advisory
+    lock, SQLite with the write lock an immediate transaction takes; whoever comes
+    second finds the schema current and does nothing.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with writer(engine).begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    log.info("Database schema is at the newest revision")

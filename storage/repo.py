@@ -1,0 +1,166 @@
+"""The queries the service runs: log a turn, read history, counts."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.engine import writer
+from storage.tables import ChatSession, Message, utcnow
+
+
+class SessionNotFound(LookupError):
+    """No conversation has this id."""
+
+
+class SessionErased(LookupError):
+    """The conversation was deleted at its owner's request."""
+
+
+class RoleMismatch(ValueError):
+    """A turn names a different role than the conversation was started with."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What storing a user message tells the caller."""
+
+    session_id: str
+    message_id: int
+    role: str
+    created: bool
+
+
+class Repo:
+    """Short transactions over one engine; safe to share between threads."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._write = sessionmaker(writer(engine), expire_on_commit=False)
+
+    def start_turn(
+        self, session_id: str | None, role: str | None, user_id: str | None,
+        consent: bool | None, consent_default: bool, content: str, risk_level: str,
+    ) -> Turn:
+        """Store a user message, creating its conversation when no id is given; commits."""
+        with self._write.begin() as db:
+            if session_id is None:
+                chat = ChatSession(
+                    id=secrets.token_urlsafe(24), role=role or "patient", user_id=user_id,
+                    training_consent=consent_default if consent is None else consent,
+                )
+                db.add(chat)
+            else:
+                chat = _live_session(db, session_id)
+                if role is not None and role != chat.role:
+                    raise RoleMismatch(chat.role)
+                if consent is not None:
+                    chat.training_consent = consent
+                chat.updated_at = utcnow()
+            message = Message(session=chat, role="user", content=content, risk_level=risk_level)
+            db.add(message)
+            db.flush()
+            return Turn(chat.id, message.id, chat.role, created=session_id is None)
+
+    def history(self, session_id: str, before_id: int, turns: int) -> list[Message]:
+        """The last ``turns`` exchanges before a message, oldest first, failed replies left out."""
+        if turns == 0:
+            return []
+        query = (
+            select(Message)
+            .where(Message.session_id == session_id, Message.id < before_id, Message.status != "error")
+            .order_by(Message.id.desc())
+            .limit(2 * turns)
+        )
+        with self._read() as db:
+            return list(reversed(db.scalars(query).all()))
+
+    def store_reply(self, session_id: str, risk_level: str, **fields) -> int:
+        """Store an assistant reply with its source, model, timings and status; commits."""
+        with self._write.begin() as db:
+            message = Message(session_id=session_id, role="assistant", risk_level=risk_level, **fields)
+            db.add(message)
+            db.flush()
+            return message.id
+
+    def messages(self, session_id: str) -> list[Message]:
+        """Every message of a live conversation, oldest first."""
+        with self._read() as db:
+            _live_session(db, session_id)
+            return list(db.scalars(select(Message).where(Message.session_id == session_id).order_by(Message.id)))
+
+    def set_consent(self, session_id: str, consent: bool) -> ChatSession:
+        """Record whether a conversation may be used for training."""
+        with self._write.begin() as db:
+            chat = _live_session(db, session_id)
+            chat.training_consent = consent
+            chat.updated_at = utcnow()
+            return chat
+
+    def erase(self, session_id: str) -> None:
+        """Delete a conversation's messages; a tombstone keeps its id from being reused."""
+        with self._write.begin() as db:
+            chat = _live_session(db, session_id)
+            db.execute(delete(Message).where(Message.session_id == session_id))
+            chat.user_id = None
+            chat.training_consent = False
+            chat.erased_at = chat.updated_at = utcnow()
+
+    def totals(self) -> dict:
+        """Message counts per author role, per session role and per reply source."""
+        with self._read() as db:
+            by_author = dict(db.execute(select(Message.role, func.count()).group_by(Message.role)).all())
+            by_source = dict(db.execute(
+                select(Message.source, func.count()).where(Message.role == "assistant").group_by(Message.source)
+            ).all())
+            by_session_role = dict(db.execute(
+                select(ChatSession.role, func.count(Message.id))
+                .join(Message, Message.session_id == ChatSession.id)
+                .where(Message.role == "user")
+                .group_by(ChatSession.role)
+            ).all())
+            sessions = db.scalar(select(func.count()).select_from(ChatSession).where(ChatSession.erased_at.is_(None)))
+        return {
+            "messages": sum(by_author.values()),
+            "sessions": sessions,
+            "by_author": by_author,
+            "user_messages_by_role": by_session_role,
+            "replies_by_source": {str(k): v for k, v in by_source.items()},
+        }
+
+    def count_eligible_replies(self, after_id: int = 0) -> int:
+        """Replies that may become training examples, newer than message ``after_id``."""
+        with self._read() as db:
+            return db.scalar(
+                select(func.count())
+                .select_from(Message)
+                .join(ChatSession, ChatSession.id == Message.session_id)
+                .where(
+                    Message.id > after_id,
+                    Message.role == "assistant",
+                    Message.source == "groq",
+                    Message.status == "ok",
+                    Message.risk_level == "none",
+                    ChatSession.training_consent.is_(True),
+                    ChatSession.erased_at.is_(None),
+                )
+            )
+
+    def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+
+
+def _live_session(db: Session, session_id: str) -> ChatSession:
+    """The conversation with this id, unless it never existed or was erased."""
+    chat = db.get(ChatSession, session_id)
+    if chat is None:
+        raise SessionNotFound(session_id)
+    if chat.erased_at is not None:
+        raise SessionErased(session_id)
+    return chat

@@ -1,0 +1,105 @@
+"""Fixtures: a fake Groq on loopback, a real database (SQLite, and Postgres when
+TEST_DATABASE_URL is set), and apps built on them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import text
+
+from api import create_app
+from config import Settings
+from storage.engine import make_engine
+from tests.fakes.groq_server import FakeGroq
+
+ADMIN_TOKEN = "admin-secret-token"
+BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(scope="session")
+def fake_groq_server():
+    with FakeGroq() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_groq(fake_groq_server):
+    """The fake Groq, with an empty script and no recorded requests."""
+    fake_groq_server.reset()
+    yield fake_groq_server
+    fake_groq_server.reset()
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the test database, so each test starts from a schema-less database."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path):
+    """A fresh, empty database on each backend under test."""
+    if request.param == "postgres":
+        url = os.environ["TEST_DATABASE_URL"]
+        reset_postgres(url)
+        return url
+    return f"sqlite:///{tmp_path}/chat.db"
+
+
+@pytest.fixture
+def settings(database_url, fake_groq, tmp_path):
+    """Settings pointing at the fake Groq and the test database; no retries, to keep tests quick."""
+    return Settings(
+        groq_api_key="test-key", groq_base_url=fake_groq.base_url, groq_timeout=5.0, groq_max_retries=0,
+        database_url=database_url, admin_token=ADMIN_TOKEN, model_dir=str(tmp_path / "models"),
+    )
+
+
+@pytest.fixture
+def make_app(settings):
+    """Build apps with some settings changed; their database pools are closed afterwards."""
+    apps = []
+
+    def build(**changes):
+        app = create_app(replace(settings, **changes))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["therapistai"].repo.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def admin_headers():
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def stored(app, table: str = "messages") -> list[dict]:
+    """Rows of a table, read straight from the app's database."""
+    with app.extensions["therapistai"].repo.engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
+
+
+def sse_events(data: bytes) -> list[dict]:
+    """The JSON payloads of a text/event-stream body."""
+    return [json.loads(block[len("data: "):]) for block in data.decode().split("\n\n") if block.startswith("data: ")]

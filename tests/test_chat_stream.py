@@ -1,0 +1,69 @@
+"""POST /api/chat with stream: true: server-sent events, and what is stored when streams end early."""
+
+from tests.conftest import sse_events, stored
+from tests.fakes.groq_server import Behaviour
+
+
+def test_reply_streams_as_deltas_then_done(app, client):
+    response = client.post("/api/chat", json={"message": "tell me something calm", "stream": True})
+
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    events = sse_events(response.get_data())
+    deltas, done = events[:-1], events[-1]
+    assert len(deltas) == 6
+    assert "".join(e["delta"] for e in deltas) == "You said: tell me something calm"
+    assert done["done"] is True and done["reply"] == "You said: tell me something calm"
+    assert (done["source"], done["risk_level"]) == ("groq", "none")
+    reply = stored(app)[1]
+    assert (reply["id"], reply["content"], reply["status"]) == (done["message_id"], done["reply"], "ok")
+    assert reply["completion_tokens"] == 6 and reply["finish_reason"] == "stop"
+
+
+def test_client_that_leaves_mid_stream_gets_what_was_sent_stored_as_truncated(app, client):
+    response = client.post("/api/chat", json={"message": "one two three four five six", "stream": True},
+                           buffered=False)
+    chunks = iter(response.response)
+    received = [next(chunks), next(chunks)]
+
+    response.close()  # what the server does when the client's socket goes away
+
+    user, reply = stored(app)
+    sent = "".join(e["delta"] for e in sse_events(b"".join(received)))
+    assert sent == "You said:"
+    assert (reply["status"], reply["content"]) == ("truncated", sent)
+
+
+def test_stream_cut_by_groq_is_stored_as_error_with_its_partial_text(app, client, fake_groq):
+    fake_groq.then(Behaviour(text="alpha beta gamma delta", drop_after_chunks=2))
+
+    events = sse_events(client.post("/api/chat", json={"message": "hi", "stream": True}).get_data())
+
+    assert [e.get("delta") for e in events[:2]] == ["alpha", " beta"]
+    assert events[-1]["error"]["code"] == "upstream_error" and events[-1]["error"]["session_id"]
+    reply = stored(app)[1]
+    assert (reply["status"], reply["content"], reply["id"]) == ("error", "alpha beta", events[-1]["error"]["message_id"])
+
+
+def test_stream_that_fails_before_it_starts_answers_json_error(app, client, fake_groq):
+    fake_groq.then(Behaviour(status=500))
+
+    response = client.post("/api/chat", json={"message": "hi", "stream": True})
+
+    assert response.status_code == 502 and response.is_json
+    assert [m["role"] for m in stored(app)] == ["user", "assistant"]
+
+
+def test_crisis_message_streams_the_safety_reply(client, fake_groq):
+    events = sse_events(client.post("/api/chat", json={"message": "I'm going to hang myself", "stream": True}).get_data())
+
+    assert "988" in events[0]["delta"]
+    assert events[-1]["done"] and events[-1]["source"] == "safety" and events[-1]["risk_level"] == "high"
+    assert len(fake_groq.received) == 0
+
+
+def test_medium_risk_stream_ends_with_the_resources(app, client):
+    events = sse_events(client.post("/api/chat", json={"message": "I've been self-harming", "stream": True}).get_data())
+
+    assert "988" in events[-2]["delta"]
+    assert events[-1]["risk_level"] == "medium" and "988" in events[-1]["reply"]
+    assert stored(app)[1]["content"] == events[-1]["reply"]

@@ -1,0 +1,43 @@
+"""Settings.from_env: defaults, aliases, and bad values that stop start-up."""
+
+import pytest
+
+from config import DEFAULT_DATABASE_URL, ConfigError, Settings
+
+
+def test_defaults_match_the_design():
+    settings = Settings.from_env({})
+
+    assert settings.database_url == DEFAULT_DATABASE_URL
+    assert (settings.groq_model, settings.groq_timeout, settings.groq_api_key) == ("openai/gpt-oss-20b", 30.0, None)
+    assert (settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold) == (False, False, 100)
+    assert (settings.max_message_chars, settings.history_turns, settings.training_consent_default) == (4000, 10, True)
+    assert (settings.port, settings.web_concurrency, settings.model_dir) == (8000, 2, "./models")
+    assert settings.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_database_url_wins_over_db_url():
+    assert Settings.from_env({"DB_URL": "sqlite:///b.db"}).database_url == "sqlite:///b.db"
+    assert Settings.from_env({"DB_URL": "sqlite:///b.db", "DATABASE_URL": "sqlite:///a.db"}).database_url == "sqlite:///a.db"
+
+
+def test_model_dir_defaults_to_the_railway_volume():
+    assert Settings.from_env({"RAILWAY_VOLUME_MOUNT_PATH": "/data"}).model_dir == "/data"
+    assert Settings.from_env({"RAILWAY_VOLUME_MOUNT_PATH": "/data", "MODEL_DIR": "/m"}).model_dir == "/m"
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("YES", True), ("on", True),
+                                             ("0", False), ("false", False), ("No", False), ("", False)])
+def test_boolean_flags_accept_common_spellings(value, expected):
+    assert Settings.from_env({"USE_LOCAL_AI": value}).use_local_ai is expected
+
+
+@pytest.mark.parametrize("name, value", [
+    ("PORT", "abc"), ("PORT", "70000"), ("GROQ_TIMEOUT", "soon"), ("GROQ_TIMEOUT", "0"),
+    ("AUTO_TRAIN_THRESHOLD", "0"), ("AUTO_TRAIN_THRESHOLD", "1.5"), ("MAX_MESSAGE_CHARS", "-1"),
+    ("HISTORY_TURNS", "ten"), ("WEB_CONCURRENCY", "0"), ("USE_LOCAL_AI", "maybe"),
+    ("ENABLE_AUTO_TRAINING", "2"), ("TRAINING_CONSENT_DEFAULT", "sure"), ("LOG_LEVEL", "LOUD"),
+])
+def test_bad_values_name_the_flag(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})

@@ -1,0 +1,139 @@
+"""POST /api/chat: store the message, screen it, get a reply, store that, answer."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, jsonify, request
+
+from assistant import prompts, safety
+from assistant.completion import (
+    Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
+)
+from storage.repo import Repo, Turn
+from web.errors import ApiError
+from web.services import services
+from web.validation import chat_request
+
+log = logging.getLogger(__name__)
+bp = Blueprint("chat", __name__)
+
+STATUS_BY_ERROR = {ProviderUnavailable: 503, ProviderRateLimited: 503, ProviderTimeout: 504, ProviderFailed: 502}
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What storing and answering one turn needs to know."""
+
+    repo: Repo
+    turn: Turn
+    risk_level: str
+    resources: str
+
+    def store(self, completion: Completion, source: str, status: str = "ok", error: str | None = None) -> int:
+        """Store the reply and log one line about it (never its text)."""
+        message_id = self.repo.store_reply(
+            self.turn.session_id, self.risk_level, content=completion.text, source=source, model=completion.model,
+            status=status, error=error, latency_ms=completion.latency_ms, prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens, finish_reason=completion.finish_reason,
+        )
+        log.info(
+            "Chat reply stored: message=%s source=%s status=%s risk=%s latency_ms=%s tokens=%s/%s",
+            message_id, source, status, self.risk_level, completion.latency_ms,
+            completion.prompt_tokens, completion.completion_tokens,
+        )
+        return message_id
+
+    def answer(self, completion: Completion, source: str, message_id: int) -> dict:
+        """The fields every successful reply carries."""
+        return {
+            "reply": completion.text, "session_id": self.turn.session_id, "message_id": message_id,
+            "source": source, "model": completion.model, "risk_level": self.risk_level,
+        }
+
+    def failure(self, error: ProviderError, source: str, model: str, partial: Completion | None = None) -> ApiError:
+        """Store the failed reply and build the error the client gets, with its session_id."""
+        message_id = self.store(partial or Completion(text="", model=model), source, "error", error.code)
+        headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+        return ApiError(
+            STATUS_BY_ERROR.get(type(error), 502), error.code, error.message, headers,
+            session_id=self.turn.session_id, message_id=message_id,
+        )
+
+
+@bp.post("/api/chat")
+def chat():
+    """Answer one chat message, as JSON or as a server-sent event stream."""
+    svc = services()
+    body = chat_request(request, svc.settings.max_message_chars)
+    screening = safety.screen(body.message)
+    turn = svc.repo.start_turn(
+        body.session_id, body.role, body.user_id, body.training_consent,
+        svc.settings.training_consent_default, body.message, screening.risk_level,
+    )
+    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources)
+    if screening.is_crisis:
+        completion = Completion(text=safety.crisis_reply(ctx.resources), model="safety", latency_ms=0)
+        answer = ctx.answer(completion, "safety", ctx.store(completion, "safety"))
+        return _stream_whole(answer) if body.stream else jsonify(answer)
+    history = svc.repo.history(turn.session_id, turn.message_id, svc.settings.history_turns)
+    messages = prompts.build_messages(turn.role, [(m.role, m.content) for m in history], body.message)
+    assistant = svc.assistant
+    if body.stream:
+        return _stream_reply(ctx, assistant, messages)
+    try:
+        completion = assistant.complete(messages)
+    except ProviderError as e:
+        raise ctx.failure(e, assistant.source, assistant.model) from e
+    if screening.risk_level == safety.MEDIUM:
+        completion.text += safety.resources_note(ctx.resources)
+    return jsonify(ctx.answer(completion, assistant.source, ctx.store(completion, assistant.source)))
+
+
+def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response:
+    """Relay the reply as it is generated; whatever was sent is stored, even if the client leaves."""
+    try:
+        upstream = assistant.stream(messages)
+    except ProviderError as e:
+        raise ctx.failure(e, assistant.source, assistant.model) from e
+
+    def events():
+        status, error = "truncated", None  # stays truncated if the client disconnects mid-stream
+        try:
+            for delta in upstream:
+                yield _event({"delta": delta})
+            if ctx.risk_level == safety.MEDIUM:
+                note = safety.resources_note(ctx.resources)
+                upstream.completion.text += note
+                yield _event({"delta": note})
+            status = "ok"
+        except ProviderError as e:
+            status, error = "error", e
+        finally:
+            upstream.close()
+            message_id = ctx.store(upstream.completion, assistant.source, status, error and error.code)
+        if error is not None:
+            yield _event({"error": {"code": error.code, "message": error.message,
+                                    "session_id": ctx.turn.session_id, "message_id": message_id}})
+        else:
+            yield _event({"done": True, **ctx.answer(upstream.completion, assistant.source, message_id)})
+
+    return _sse(events())
+
+
+def _stream_whole(answer: dict) -> Response:
+    """A reply that is ready at once, in the streaming format."""
+    return _sse(iter([_event({"delta": answer["reply"]}), _event({"done": True, **answer})]))
+
+
+def _event(data: dict) -> str:
+    """One server-sent event."""
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _sse(events) -> Response:
+    """A text/event-stream response that proxies must not buffer."""
+    return Response(events, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

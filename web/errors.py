@@ -1,0 +1,71 @@
+"""JSON errors: every failure answers `{"error": {"code", "message"}}`, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from storage.repo import RoleMismatch, SessionErased, SessionNotFound
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the client can act on; extra fields go into the error body."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None, **extra):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None, **extra):
+    """The JSON body and status every error shares."""
+    response = jsonify({"error": {"code": code, "message": message, **extra}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def _from_http(e: HTTPException):
+    """Werkzeug's own errors (404, 405, 413 ...) in our JSON shape."""
+    if isinstance(e, RequestEntityTooLarge):
+        return error_response(413, "body_too_large", "The request body is larger than 64 KB.")
+    code = re.sub(r"\W+", "_", (e.name or "error").lower()).strip("_")
+    messages = {
+        404: "There is nothing at this address. Check the URL.",
+        405: "This address does not accept that HTTP method.",
+    }
+    return error_response(e.code or 500, code, messages.get(e.code, e.description or e.name))
+
+
+def _unexpected(e: Exception):
+    """Log the traceback for us; tell the client only that it failed."""
+    log.exception("Unhandled error: %s", type(e).__name__)
+    return error_response(500, "internal_error", "Something went wrong on our side. Please try again.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install the JSON error handlers."""
+    app.register_error_handler(ApiError, lambda e: error_response(e.status, e.code, e.message, e.headers, **e.extra))
+    app.register_error_handler(
+        SessionNotFound,
+        lambda e: error_response(404, "session_not_found", "No conversation has this session_id. "
+                                 "Leave session_id out to start a new one."),
+    )
+    app.register_error_handler(
+        SessionErased,
+        lambda e: error_response(410, "session_deleted", "This conversation was deleted. "
+                                 "Leave session_id out to start a new one."),
+    )
+    app.register_error_handler(
+        RoleMismatch,
+        lambda e: error_response(409, "role_mismatch", f"This conversation was started as {e.args[0]}; "
+                                 "start a new conversation to use another role."),
+    )
+    app.register_error_handler(HTTPException, _from_http)
+    app.register_error_handler(Exception, _unexpected)

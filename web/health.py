@@ -1,0 +1,55 @@
+"""Liveness and database health."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, jsonify
+from sqlalchemy import inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from storage.engine import is_persistent
+from web.services import services
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__, url_prefix="/health")
+
+
+@bp.get("")
+def alive():
+    """The process answers; touches nothing else."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/db")
+def database():
+    """Engine, reachability and whether the data survives a restart."""
+    body, status = _database_state()
+    return jsonify(body), status
+
+
+@bp.get("/db/tables")
+def tables():
+    """The database state and the tables it holds."""
+    body, status = _database_state()
+    if body["reachable"]:
+        body["tables"] = sorted(inspect(services().repo.engine).get_table_names())
+    return jsonify(body), status
+
+
+def _database_state() -> tuple[dict, int]:
+    """The fields both database checks report, and 503 when the database is down."""
+    svc = services()
+    engine = svc.repo.engine
+    try:
+        svc.repo.ping()
+        reachable = True
+    except SQLAlchemyError as e:
+        log.error("Database health check failed: %s", type(e).__name__)
+        reachable = False
+    body = {
+        "engine": engine.dialect.name,
+        "reachable": reachable,
+        "persistent": is_persistent(engine, svc.settings.on_railway, svc.settings.is_on_volume),
+    }
+    return body, 200 if reachable else 503
