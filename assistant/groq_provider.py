@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import groq
+from groq.types.chat import ChatCompletion, ChatCompletionChunk
 
 from assistant.completion import (
     Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
@@ -15,6 +16,8 @@ from assistant.completion import (
 from config import Settings
 
 log = logging.getLogger(__name__)
+
+CHAT_COMPLETIONS_PATH = "/openai/v1/chat/completions"
 
 
 class GroqProvider:
@@ -68,8 +71,13 @@ class GroqProvider:
             raise ProviderUnavailable(
                 "The assistant is not configured yet: the server has no GROQ_API_KEY. Please try again later."
             )
-        return self.client.chat.completions.create(
-            model=self.model, messages=messages, max_completion_tokens=self.max_tokens, stream=stream
+        # The SDK's own route, minus `chat.completions.create`'s per-message TypedDict
+        # transform: ~0.13 ms of CPU per message, an identity for plain-text messages.
+        return self.client.post(
+            CHAT_COMPLETIONS_PATH,
+            body={"model": self.model, "messages": messages, "max_completion_tokens": self.max_tokens,
+                  "stream": stream},
+            cast_to=ChatCompletion, stream=stream, stream_cls=groq.Stream[ChatCompletionChunk],
         )
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Iterator
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.engine import writer
@@ -31,7 +34,6 @@ class Turn:
     session_id: str
     message_id: int
     role: str
-    created: bool
 
 
 class Repo:
@@ -40,52 +42,63 @@ class Repo:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._read = sessionmaker(engine, expire_on_commit=False)
-        self._write = sessionmaker(writer(engine), expire_on_commit=False)
+        self._write_session = sessionmaker(writer(engine), expire_on_commit=False)
+        # SQLite has one writer at a time: threads of this process queue here, cheaply,
+        # instead of polling for the database's lock against each other.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A write transaction, committed on success."""
+        with self._write_lock, self._write_session.begin() as db:
+            yield db
 
     def start_turn(
         self, session_id: str | None, role: str | None, user_id: str | None,
         consent: bool | None, consent_default: bool, content: str, risk_level: str,
     ) -> Turn:
         """Store a user message, creating its conversation when no id is given; commits."""
-        with self._write.begin() as db:
+        # Core statements, not the unit of work: this runs on every chat request.
+        with self._write() as db:
             if session_id is None:
-                chat = ChatSession(
-                    id=secrets.token_urlsafe(24), role=role or "patient", user_id=user_id,
+                session_id, role = secrets.token_urlsafe(24), role or "patient"
+                db.execute(insert(ChatSession).values(
+                    id=session_id, role=role, user_id=user_id,
                     training_consent=consent_default if consent is None else consent,
-                )
-                db.add(chat)
+                ))
             else:
-                chat = _live_session(db, session_id)
-                if role is not None and role != chat.role:
-                    raise RoleMismatch(chat.role)
+                row = db.execute(select(ChatSession.role, ChatSession.erased_at).where(ChatSession.id == session_id)).first()
+                _check_live(row, session_id)
+                if role is not None and role != row.role:
+                    raise RoleMismatch(row.role)
+                role = row.role
                 if consent is not None:
-                    chat.training_consent = consent
-                chat.updated_at = utcnow()
-            message = Message(session=chat, role="user", content=content, risk_level=risk_level)
-            db.add(message)
-            db.flush()
-            return Turn(chat.id, message.id, chat.role, created=session_id is None)
+                    db.execute(update(ChatSession).where(ChatSession.id == session_id)
+                               .values(training_consent=consent, updated_at=utcnow()))
+            message_id = db.scalar(insert(Message).returning(Message.id).values(
+                session_id=session_id, role="user", content=content, risk_level=risk_level,
+            ))
+            return Turn(session_id, message_id, role)
 
-    def history(self, session_id: str, before_id: int, turns: int) -> list[Message]:
-        """The last ``turns`` exchanges before a message, oldest first, failed replies left out."""
+    def history(self, session_id: str, before_id: int, turns: int) -> list[tuple[str, str]]:
+        """The last ``turns`` exchanges before a message as (author, text), oldest first, failed replies left out."""
         if turns == 0:
             return []
         query = (
-            select(Message)
+            select(Message.role, Message.content)
             .where(Message.session_id == session_id, Message.id < before_id, Message.status != "error")
             .order_by(Message.id.desc())
             .limit(2 * turns)
         )
         with self._read() as db:
-            return list(reversed(db.scalars(query).all()))
+            return [(row.role, row.content) for row in reversed(db.execute(query).all())]
 
     def store_reply(self, session_id: str, risk_level: str, **fields) -> int:
         """Store an assistant reply with its source, model, timings and status; commits."""
-        with self._write.begin() as db:
-            message = Message(session_id=session_id, role="assistant", risk_level=risk_level, **fields)
-            db.add(message)
-            db.flush()
-            return message.id
+        with self._write() as db:
+            return db.scalar(insert(Message).returning(Message.id).values(
+                session_id=session_id, role="assistant", risk_level=risk_level, **fields,
+            ))
 
     def messages(self, session_id: str) -> list[Message]:
         """Every message of a live conversation, oldest first."""
@@ -95,7 +108,7 @@ class Repo:
 
     def set_consent(self, session_id: str, consent: bool) -> ChatSession:
         """Record whether a conversation may be used for training."""
-        with self._write.begin() as db:
+        with self._write() as db:
             chat = _live_session(db, session_id)
             chat.training_consent = consent
             chat.updated_at = utcnow()
@@ -103,7 +116,7 @@ class Repo:
 
     def erase(self, session_id: str) -> None:
         """Delete a conversation's messages; a tombstone keeps its id from being reused."""
-        with self._write.begin() as db:
+        with self._write() as db:
             chat = _live_session(db, session_id)
             db.execute(delete(Message).where(Message.session_id == session_id))
             chat.user_id = None
@@ -159,8 +172,13 @@ class Repo:
 def _live_session(db: Session, session_id: str) -> ChatSession:
     """The conversation with this id, unless it never existed or was erased."""
     chat = db.get(ChatSession, session_id)
+    _check_live(chat, session_id)
+    return chat
+
+
+def _check_live(chat, session_id: str) -> None:
+    """Raise unless ``chat`` (a row or None) is a conversation that was not erased."""
     if chat is None:
         raise SessionNotFound(session_id)
     if chat.erased_at is not None:
         raise SessionErased(session_id)
-    return chat

@@ -33,7 +33,7 @@ def wait_until_up(url: str, timeout: float = 60.0, process: subprocess.Popen | N
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or busy migrating
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout}s")

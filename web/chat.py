@@ -79,7 +79,7 @@ def chat():
         answer = ctx.answer(completion, "safety", ctx.store(completion, "safety"))
         return _stream_whole(answer) if body.stream else jsonify(answer)
     history = svc.repo.history(turn.session_id, turn.message_id, svc.settings.history_turns)
-    messages = prompts.build_messages(turn.role, [(m.role, m.content) for m in history], body.message)
+    messages = prompts.build_messages(turn.role, history, body.message)
     assistant = svc.assistant
     if body.stream:
         return _stream_reply(ctx, assistant, messages)

@@ -130,6 +130,7 @@ def _handler_for(fake: FakeGroq):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes
 
         def log_message(self, *args):  # quiet: tests read `received` instead
             pass
