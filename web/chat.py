@@ -53,9 +53,9 @@ class TurnContext:
             "source": source, "model": completion.model, "risk_level": self.risk_level,
         }
 
-    def failure(self, error: ProviderError, source: str, model: str, partial: Completion | None = None) -> ApiError:
+    def failure(self, error: ProviderError, source: str, model: str) -> ApiError:
         """Store the failed reply and build the error the client gets, with its session_id."""
-        message_id = self.store(partial or Completion(text="", model=model), source, "error", error.code)
+        message_id = self.store(Completion(text="", model=model), source, "error", error.code)
         headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
         return ApiError(
             STATUS_BY_ERROR.get(type(error), 502), error.code, error.message, headers,
