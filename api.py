@@ -7,7 +7,7 @@ import logging
 from flask import Flask
 
 from assistant.groq_provider import GroqProvider
-from config import Settings
+from config import Settings, configure_logging
 from storage import migrate
 from storage.engine import is_persistent, log_startup, make_engine
 from storage.repo import Repo
@@ -37,12 +37,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (chat.bp, sessions.bp, admin.bp, health.bp):
         app.register_blueprint(blueprint)
     return app
-
-
-def configure_logging(level: str) -> None:
-    """One line per event on stderr; gunicorn and the dev server both show it."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level)
 
 
 def __getattr__(name: str) -> Flask:

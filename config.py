@@ -5,8 +5,9 @@ Nothing else in the project reads ``os.environ``: modules receive a ``Settings``
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -20,6 +21,52 @@ DEFAULT_CRISIS_RESOURCES = (
 
 class ConfigError(ValueError):
     """A flag has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Fine-tuning knobs; each has a default that fits a 2 GB, 2-core container."""
+
+    full_finetune: bool = False  # TRAIN_FULL: update every weight instead of LoRA adapters
+    lora_r: int = 16  # LORA_R: adapter rank
+    lora_alpha: int = 32  # LORA_ALPHA: adapter scale numerator
+    lora_dropout: float = 0.05  # LORA_DROPOUT
+    epochs: int = 2  # TRAIN_EPOCHS: passes over the training split
+    learning_rate: float = 2e-4  # TRAIN_LR: peak, after warm-up, decayed linearly to zero
+    warmup_ratio: float = 0.1  # TRAIN_WARMUP_RATIO: share of steps spent warming up
+    batch_tokens: int = 2048  # TRAIN_BATCH_TOKENS: padded tokens per micro-batch
+    grad_accum: int = 2  # TRAIN_GRAD_ACCUM: micro-batches per optimiser step
+    max_seq_len: int = 512  # TRAIN_MAX_SEQ_LEN: longer examples lose their oldest turns
+    gradient_checkpointing: bool = True  # TRAIN_GRADIENT_CHECKPOINTING: memory for compute
+    bf16: str = "auto"  # TRAIN_BF16: auto (where the CPU has bf16), 1 or 0
+    threads: int = 0  # TRAIN_THREADS: 0 = the container's CPU quota
+    seed: int = 42  # TRAIN_SEED
+    eval_fraction: float = 0.1  # TRAIN_EVAL_FRACTION: conversations held out
+
+    @classmethod
+    def from_env(cls, env: "_Env") -> "TrainSettings":
+        """Parse the TRAIN_* and LORA_* flags."""
+        d = cls()
+        bf16 = (env.text("TRAIN_BF16") or "auto").lower()
+        if bf16 not in ("auto", "1", "0"):
+            raise ConfigError(f"TRAIN_BF16 must be auto, 1 or 0, not {bf16!r}.")
+        return cls(
+            full_finetune=env.flag("TRAIN_FULL", d.full_finetune),
+            lora_r=env.number("LORA_R", d.lora_r, int, minimum=1),
+            lora_alpha=env.number("LORA_ALPHA", d.lora_alpha, int, minimum=1),
+            lora_dropout=env.number("LORA_DROPOUT", d.lora_dropout, float, minimum=0, maximum=0.9),
+            epochs=env.number("TRAIN_EPOCHS", d.epochs, int, minimum=1),
+            learning_rate=env.number("TRAIN_LR", d.learning_rate, float, minimum=1e-8),
+            warmup_ratio=env.number("TRAIN_WARMUP_RATIO", d.warmup_ratio, float, minimum=0, maximum=0.9),
+            batch_tokens=env.number("TRAIN_BATCH_TOKENS", d.batch_tokens, int, minimum=16),
+            grad_accum=env.number("TRAIN_GRAD_ACCUM", d.grad_accum, int, minimum=1),
+            max_seq_len=env.number("TRAIN_MAX_SEQ_LEN", d.max_seq_len, int, minimum=16),
+            gradient_checkpointing=env.flag("TRAIN_GRADIENT_CHECKPOINTING", d.gradient_checkpointing),
+            bf16=bf16,
+            threads=env.number("TRAIN_THREADS", d.threads, int, minimum=0),
+            seed=env.number("TRAIN_SEED", d.seed, int, minimum=0),
+            eval_fraction=env.number("TRAIN_EVAL_FRACTION", d.eval_fraction, float, minimum=0.01, maximum=0.5),
+        )
 
 
 @dataclass(frozen=True)
@@ -43,6 +90,8 @@ class Settings:
     history_turns: int = 10
     training_consent_default: bool = True
     crisis_resources: str = DEFAULT_CRISIS_RESOURCES
+    model_keep: int = 3
+    train: TrainSettings = field(default_factory=TrainSettings)
     port: int = 8000
     web_concurrency: int = 2
     web_threads: int = 4
@@ -73,6 +122,8 @@ class Settings:
             history_turns=env.number("HISTORY_TURNS", 10, int, minimum=0),
             training_consent_default=env.flag("TRAINING_CONSENT_DEFAULT", True),
             crisis_resources=env.text("CRISIS_RESOURCES") or DEFAULT_CRISIS_RESOURCES,
+            model_keep=env.number("MODEL_KEEP", 3, int, minimum=1),
+            train=TrainSettings.from_env(env),
             port=env.number("PORT", 8000, int, minimum=1, maximum=65535),
             web_concurrency=env.number("WEB_CONCURRENCY", 2, int, minimum=1),
             web_threads=env.number("WEB_THREADS", 4, int, minimum=1),
@@ -92,6 +143,13 @@ class Settings:
             return False
         volume = Path(self.railway_volume_mount_path).resolve()
         return Path(path).resolve().is_relative_to(volume)
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr, for the web workers and the trainer alike."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Groq call adds nothing
 
 
 class _Env:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import secrets
-import threading
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, delete, func, insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
 
-from storage.engine import writer
+from storage.store import Store
 from storage.tables import ChatSession, Message, utcnow
 
 
@@ -27,6 +24,28 @@ class RoleMismatch(ValueError):
     """A turn names a different role than the conversation was started with."""
 
 
+# A reply that may become a training target: written by Groq, complete, on a calm turn,
+# in a conversation whose owner consented and did not erase it.
+ELIGIBLE_REPLY = (
+    Message.role == "assistant",
+    Message.source == "groq",
+    Message.status == "ok",
+    Message.risk_level == "none",
+    ChatSession.training_consent.is_(True),
+    ChatSession.erased_at.is_(None),
+)
+
+
+@dataclass
+class Conversation:
+    """A conversation as training sees it."""
+
+    session_id: str
+    role: str
+    messages: list[Message] = field(default_factory=list)
+    eligible_ids: set[int] = field(default_factory=set)
+
+
 @dataclass(frozen=True)
 class Turn:
     """What storing a user message tells the caller."""
@@ -36,22 +55,8 @@ class Turn:
     role: str
 
 
-class Repo:
-    """Short transactions over one engine; safe to share between threads."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self._read = sessionmaker(engine, expire_on_commit=False)
-        self._write_session = sessionmaker(writer(engine), expire_on_commit=False)
-        # SQLite has one writer at a time: threads of this process queue here, cheaply,
-        # instead of polling for the database's lock against each other.
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """A write transaction, committed on success."""
-        with self._write_lock, self._write_session.begin() as db:
-            yield db
+class Repo(Store):
+    """The chat service's queries; safe to share between threads."""
 
     def start_turn(
         self, session_id: str | None, role: str | None, user_id: str | None,
@@ -149,19 +154,35 @@ class Repo:
         """Replies that may become training examples, newer than message ``after_id``."""
         with self._read() as db:
             return db.scalar(
-                select(func.count())
-                .select_from(Message)
+                select(func.count()).select_from(Message)
                 .join(ChatSession, ChatSession.id == Message.session_id)
-                .where(
-                    Message.id > after_id,
-                    Message.role == "assistant",
-                    Message.source == "groq",
-                    Message.status == "ok",
-                    Message.risk_level == "none",
-                    ChatSession.training_consent.is_(True),
-                    ChatSession.erased_at.is_(None),
-                )
+                .where(Message.id > after_id, *ELIGIBLE_REPLY)
             )
+
+    def training_conversations(self) -> list[Conversation]:
+        """Every conversation with an eligible reply, with all its messages, oldest first."""
+        eligible = (
+            select(Message.id, Message.session_id)
+            .join(ChatSession, ChatSession.id == Message.session_id)
+            .where(*ELIGIBLE_REPLY)
+            .subquery()
+        )
+        with self._read() as db:
+            eligible_ids = set(db.scalars(select(eligible.c.id)))
+            rows = db.execute(
+                select(Message, ChatSession.role)
+                .join(ChatSession, ChatSession.id == Message.session_id)
+                .where(Message.session_id.in_(select(eligible.c.session_id)),
+                       Message.id <= max(eligible_ids, default=0))  # a fixed snapshot
+                .order_by(Message.session_id, Message.id)
+            )
+            conversations: dict[str, Conversation] = {}
+            for message, role in rows:
+                conversation = conversations.setdefault(message.session_id, Conversation(message.session_id, role))
+                conversation.messages.append(message)
+                if message.id in eligible_ids:
+                    conversation.eligible_ids.add(message.id)
+        return list(conversations.values())
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""

@@ -1,10 +1,10 @@
-"""The ORM: chat sessions and their messages."""
+"""The ORM: chat sessions, their messages, and training runs."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -78,3 +78,30 @@ class Message(Base):
     finish_reason: Mapped[str | None] = mapped_column(String(32))
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")
+
+
+class TrainingRun(Base):
+    """One fine-tuning run: its progress while it runs, its outcome after."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (Index("ix_training_runs_status", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | rejected | failed
+    trigger: Mapped[str] = mapped_column(String(16))  # manual | auto | admin
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_s: Mapped[float | None]
+    step: Mapped[int] = mapped_column(default=0)
+    total_steps: Mapped[int | None]
+    loss: Mapped[float | None]  # the latest training loss
+    eta_s: Mapped[float | None]
+    losses: Mapped[list | None] = mapped_column(JSON)  # [[step, loss], ...] for charts
+    watermark: Mapped[int | None] = mapped_column(BigInteger)  # newest message id in the data
+    train_examples: Mapped[int | None]
+    eval_examples: Mapped[int | None]
+    base_loss: Mapped[float | None]  # assistant-token eval loss of the base model
+    active_loss: Mapped[float | None]  # ... of the version active when the run started
+    candidate_loss: Mapped[float | None]  # ... of this run's model
+    version: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)

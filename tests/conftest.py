@@ -103,3 +103,18 @@ def stored(app, table: str = "messages") -> list[dict]:
 def sse_events(data: bytes) -> list[dict]:
     """The JSON payloads of a text/event-stream body."""
     return [json.loads(block[len("data: "):]) for block in data.decode().split("\n\n") if block.startswith("data: ")]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """BASE_MODEL for the trainer tests: a random two-layer Llama and its tokenizer, built offline."""
+    from tests.fakes.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)

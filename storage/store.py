@@ -1,0 +1,30 @@
+"""The base of the query classes: short read sessions and serialised write transactions."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager, nullcontext
+from typing import Iterator
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.engine import writer
+
+
+class Store:
+    """Safe to share between threads; every method is its own transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._write_session = sessionmaker(writer(engine), expire_on_commit=False)
+        # SQLite has one writer at a time: threads of this process queue here, cheaply,
+        # instead of polling for the database's lock against each other.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A write transaction, committed on success."""
+        with self._write_lock, self._write_session.begin() as db:
+            yield db

@@ -1,0 +1,62 @@
+"""The record of training runs: created, updated with progress, closed with an outcome."""
+
+from __future__ import annotations
+
+from sqlalchemy import desc, func, select, update
+
+from storage.store import Store
+from storage.tables import TrainingRun, utcnow
+
+FINISHED = ("succeeded", "rejected", "failed")
+# A rejected run trained on its data too: its watermark counts, or every
+# rejection would trigger the same run again at once.
+COMPLETED = ("succeeded", "rejected")
+
+
+class TrainingRuns(Store):
+    """Short transactions over the training_runs table."""
+
+    def start(self, trigger: str) -> TrainingRun:
+        """Record a new run as running."""
+        with self._write() as db:
+            run = TrainingRun(status="running", trigger=trigger, step=0, losses=[])
+            db.add(run)
+            db.flush()
+            return run
+
+    def get(self, run_id: int) -> TrainingRun | None:
+        """One run by id."""
+        with self._read() as db:
+            return db.get(TrainingRun, run_id)
+
+    def recent(self, limit: int = 20) -> list[TrainingRun]:
+        """The newest runs first."""
+        with self._read() as db:
+            return list(db.scalars(select(TrainingRun).order_by(desc(TrainingRun.id)).limit(limit)))
+
+    def update(self, run_id: int, **fields) -> None:
+        """Set fields of a run (progress, counts, losses)."""
+        with self._write() as db:
+            db.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(**fields))
+
+    def progress(self, run_id: int, step: int, total_steps: int, loss: float, eta_s: float) -> None:
+        """Record a training step and append its loss to the run's curve."""
+        with self._write() as db:
+            run = db.get(TrainingRun, run_id)
+            run.step, run.total_steps, run.loss, run.eta_s = step, total_steps, loss, eta_s
+            run.losses = [*(run.losses or []), [step, round(loss, 5)]]
+
+    def finish(self, run_id: int, status: str, **fields) -> None:
+        """Close a run with its outcome; the duration is measured from its start."""
+        assert status in FINISHED, status
+        with self._write() as db:
+            run = db.get(TrainingRun, run_id)
+            run.status, run.finished_at = status, utcnow()
+            run.duration_s = round((run.finished_at - run.started_at).total_seconds(), 1)
+            for name, value in fields.items():
+                setattr(run, name, value)
+
+    def last_watermark(self) -> int:
+        """The newest message id a completed run trained on; 0 before the first."""
+        with self._read() as db:
+            return db.scalar(select(func.max(TrainingRun.watermark)).where(TrainingRun.status.in_(COMPLETED))) or 0

@@ -1,0 +1,141 @@
+"""End to end: conversations through the API, `python -m trainer train`, a version that loads and generates."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from assistant.prompts import build_messages
+from tests.conftest import stored
+from tests.fakes.groq_server import Behaviour
+from trainer.registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+PATTERN = "Try breathing slowly: in for four, hold for four, out for four."
+
+
+def trainer_cli(*args, env):
+    """Run `python -m trainer ...` as an operator would."""
+    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def train_env(settings, tiny_model_dir, tmp_path):
+    """The flags a deployment would set, with a learning rate that suits a tiny model."""
+    return {"DATABASE_URL": settings.database_url, "MODEL_DIR": str(tmp_path / "models"),
+            "BASE_MODEL": str(tiny_model_dir), "TRAIN_LR": "0.01", "TRAIN_EPOCHS": "10",
+            "TRAIN_BATCH_TOKENS": "512", "TRAIN_GRAD_ACCUM": "1", "AUTO_TRAIN_THRESHOLD": "10"}
+
+
+def hold_conversations(client, fake_groq, sessions=12, turns=2):
+    """Conversations whose replies all follow one pattern."""
+    fake_groq.default = Behaviour(text=PATTERN)
+    for s in range(sessions):
+        session_id = None
+        for t in range(turns):
+            body = {"message": f"I feel anxious, day {s} moment {t}"}
+            if session_id:
+                body["session_id"] = session_id
+            session_id = client.post("/api/chat", json=body).get_json()["session_id"]
+
+
+def test_training_distils_the_pattern_into_a_version_that_loads_and_generates(app, client, fake_groq, train_env):
+    hold_conversations(client, fake_groq)
+
+    result = trainer_cli("train", env=train_env)
+
+    assert result.returncode == 0, result.stderr
+    assert "Training complete" in result.stderr
+    (run,) = stored(app, "training_runs")
+    assert run["status"] == "succeeded" and run["error"] is None
+    assert run["candidate_loss"] < 0.5 * run["base_loss"]  # the pattern was learnt
+    assert run["step"] == run["total_steps"] > 0 and len(run["losses"] if isinstance(run["losses"], list)
+                                                         else json.loads(run["losses"])) == run["step"]
+    assert run["train_examples"] + run["eval_examples"] == 24 and run["eval_examples"] >= 2
+    registry = Registry(train_env["MODEL_DIR"])
+    active = registry.active()
+    assert active.name == run["version"] and f"Model saved to: {active.path}" in result.stderr
+    assert active.metadata["metrics"]["candidate_loss"] == pytest.approx(run["candidate_loss"])
+    assert set(active.metadata["libraries"]) >= {"torch", "transformers", "peft", "datasets"}
+    tokenizer = AutoTokenizer.from_pretrained(active.path)
+    model = AutoModelForCausalLM.from_pretrained(active.path)
+    prompt = tokenizer.apply_chat_template(build_messages("patient", [], "I feel anxious, day 99 moment 0"),
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    output = model.generate(**prompt, max_new_tokens=20, do_sample=False)
+    assert "breathing" in tokenizer.decode(output[0, prompt["input_ids"].shape[1]:])  # the pattern, not noise
+
+
+def test_a_second_run_that_does_not_beat_the_active_version_is_rejected(app, client, fake_groq, train_env):
+    hold_conversations(client, fake_groq)
+    assert trainer_cli("train", env=train_env).returncode == 0
+    first = Registry(train_env["MODEL_DIR"]).active().name
+
+    result = trainer_cli("train", "--force", env={**train_env, "TRAIN_LR": "0.0000001", "TRAIN_EPOCHS": "1"})
+
+    assert result.returncode == 0, result.stderr
+    runs = stored(app, "training_runs")
+    assert [r["status"] for r in runs] == ["succeeded", "rejected"], [
+        (r["base_loss"], r["active_loss"], r["candidate_loss"], r["eval_examples"]) for r in runs]
+    assert "does not beat the active version" in runs[1]["error"]
+    registry = Registry(train_env["MODEL_DIR"])
+    assert registry.active().name == first
+    assert registry.get(runs[1]["version"]).rejected
+
+
+def test_cli_lists_models_and_activates_rolls_back(app, client, fake_groq, train_env):
+    hold_conversations(client, fake_groq)
+    trainer_cli("train", env=train_env)
+    trainer_cli("train", "--force", env=train_env)
+    first, second = [r["version"] for r in stored(app, "training_runs")]
+
+    assert trainer_cli("activate", first, env=train_env).returncode == 0
+
+    listing = trainer_cli("models", env=train_env).stdout
+    assert f"* {first}" in listing and f"  {second}" in listing
+    status = json.loads(trainer_cli("status", env=train_env).stdout)
+    assert status["active_version"] == first and len(status["runs"]) == 2
+    assert trainer_cli("activate", "model_19990101_000000", env=train_env).returncode == 2
+
+
+@pytest.mark.parametrize("setup, expected", [
+    ("no_data", "No eligible conversations"),
+    ("below_threshold", "Use --force"),
+    ("missing_base", "could not be loaded"),
+    ("unwritable", "is not writable"),
+])
+def test_train_explains_why_it_cannot_run(app, client, fake_groq, train_env, tmp_path, setup, expected):
+    env = dict(train_env)
+    if setup != "no_data":
+        hold_conversations(client, fake_groq, sessions=2, turns=1)
+    if setup == "below_threshold":
+        env["AUTO_TRAIN_THRESHOLD"] = "100"
+    if setup == "missing_base":
+        env.update(BASE_MODEL=str(tmp_path / "no-such-model"), HF_HUB_OFFLINE="1")
+    if setup == "unwritable":
+        (tmp_path / "blocker").write_text("a file, not a folder")
+        env["MODEL_DIR"] = str(tmp_path / "blocker" / "models")
+
+    result = trainer_cli("train", *(["--force"] if setup in ("missing_base", "unwritable") else []), env=env)
+
+    assert result.returncode == 2 and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_chat_service_runs_without_training_packages(settings):
+    """The web app never imports torch; the trainer says what to install when it is missing."""
+    code = ("import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+            "from api import create_app; from config import Settings\n"
+            f"app = create_app(Settings(database_url={settings.database_url!r}))\n"
+            "assert app.test_client().get('/health').status_code == 200\n"
+            "from trainer.__main__ import main; sys.exit(main(['train', '--force']))\n")
+
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DATABASE_URL": settings.database_url})
+
+    assert result.returncode == 2, result.stderr
+    assert "pip install -r requirements-training.txt" in result.stderr

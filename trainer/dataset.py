@@ -1,0 +1,101 @@
+"""Logged conversations to training examples: one per eligible Groq reply, redacted, split by conversation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.prompts import build_messages
+from storage.repo import Conversation, Repo
+from trainer.redact import redact
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example in the chat `messages` format; the last message is the target."""
+
+    session_id: str
+    message_id: int
+    messages: list[dict]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and eval examples; no conversation is in both."""
+
+    train: list[Example]
+    eval: list[Example]
+
+    @property
+    def watermark(self) -> int:
+        """The newest message id the examples use."""
+        return max((e.message_id for e in self.train + self.eval), default=0)
+
+
+def examples_from(conversation: Conversation, history_turns: int) -> list[Example]:
+    """An example per eligible reply: system prompt, prior clean exchanges, the user message, the reply."""
+    examples, exchanges, pending_user = [], [], None
+    for message in conversation.messages:
+        if message.role == "user":
+            pending_user = message
+            continue
+        if pending_user is None:
+            continue  # a reply without its question: nothing to learn from
+        if message.id in conversation.eligible_ids:
+            history = [(author, text) for pair in exchanges[-history_turns:] for author, text in pair] \
+                if history_turns else []
+            messages = build_messages(conversation.role, history, pending_user.content)
+            messages.append({"role": "assistant", "content": message.content})
+            examples.append(Example(conversation.session_id, message.id, _redacted(messages)))
+        if pending_user.risk_level == "none" and message.status == "ok":
+            # only calm, complete exchanges become context for later examples
+            exchanges.append((("user", pending_user.content), ("assistant", message.content)))
+        pending_user = None
+    return examples
+
+
+def _redacted(messages: list[dict]) -> list[dict]:
+    """The same messages with PII replaced by placeholders."""
+    return [{"role": m["role"], "content": redact(m["content"])} for m in messages]
+
+
+def split_by_conversation(conversations: list[list[Example]], eval_fraction: float) -> Split:
+    """Hold out about ``eval_fraction`` of the conversations, at least one when there are two or more.
+
+    Conversations are ordered by a hash of their id, so the split is the same on every run and
+    a conversation stays on its side as it grows.
+    """
+    ordered = sorted((c for c in conversations if c), key=lambda c: hashlib.sha256(c[0].session_id.encode()).digest())
+    held_out = max(1, round(len(ordered) * eval_fraction)) if len(ordered) >= 2 else 0
+    return Split(
+        train=[e for c in ordered[held_out:] for e in c],
+        eval=[e for c in ordered[:held_out] for e in c],
+    )
+
+
+def load_split(repo: Repo, history_turns: int, eval_fraction: float) -> Split:
+    """The examples in the database, split for training and evaluation."""
+    per_conversation = [examples_from(c, history_turns) for c in repo.training_conversations()]
+    return split_by_conversation(per_conversation, eval_fraction)
+
+
+def to_datasets(split: Split):
+    """The split as a `datasets.DatasetDict` with `train` and `eval`, columns messages and session_id."""
+    from datasets import Dataset, DatasetDict
+
+    def table(examples: list[Example]) -> Dataset:
+        return Dataset.from_list([{"session_id": e.session_id, "messages": e.messages} for e in examples])
+
+    return DatasetDict(train=table(split.train), eval=table(split.eval))
+
+
+def export_jsonl(split: Split, path: Path) -> int:
+    """Write every example as a chat JSONL line ({"messages": [...]}); returns how many."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    examples = split.train + split.eval
+    with path.open("w", encoding="utf-8") as out:
+        for example in examples:
+            out.write(json.dumps({"messages": example.messages}, ensure_ascii=False) + "\n")
+    return len(examples)

@@ -1,0 +1,182 @@
+"""Fine-tune the base model on the examples: LoRA (or full), loss on assistant tokens only.
+
+Reads top to bottom: load, wrap, batch, step, report. Torch and transformers are
+imported by whoever calls in here, never by the chat service.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from config import TrainSettings
+from trainer.tokens import IGNORE, Features, collate, length_grouped_batches
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, float, float], None]  # step, total_steps, loss, eta_s
+
+
+class TrainerError(RuntimeError):
+    """Training cannot go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    final_loss: float
+    supervised_tokens: int
+    seconds: float
+
+
+def cpu_quota() -> int:
+    """CPUs this container may use: the cgroup quota (cpu.max), else the CPUs it is pinned to."""
+    available = len(os.sched_getaffinity(0))
+    for path, parse in (("/sys/fs/cgroup/cpu.max", _cgroup2_quota), ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", None)):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        quota = parse(text) if parse else _cgroup1_quota(text, Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+        if quota:
+            return max(1, min(available, math.ceil(quota)))
+    return available
+
+
+def _cgroup2_quota(text: str) -> float | None:
+    """cgroup v2 cpu.max reads "max 100000" or "<quota> <period>"."""
+    quota, _, period = text.strip().partition(" ")
+    return None if quota == "max" else int(quota) / int(period or 100000)
+
+
+def _cgroup1_quota(text: str, period_path: Path) -> float | None:
+    """cgroup v1: cfs_quota_us is -1 when unlimited."""
+    quota = int(text.strip())
+    return None if quota <= 0 else quota / int(period_path.read_text().strip())
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); emulated bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def use_bf16(setting: str) -> bool:
+    """TRAIN_BF16: "1", "0", or "auto" for where the CPU supports it."""
+    return bf16_supported() if setting == "auto" else setting == "1"
+
+
+def load_base(base_model: str, dtype=torch.float32):
+    """The tokenizer and causal LM of BASE_MODEL (a hub name or a local folder), with a clear error offline."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # progress goes to the run record and one log line per step
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
+    except OSError as e:
+        raise TrainerError(
+            f"Base model {base_model!r} could not be loaded: it is neither a local folder nor in the "
+            "Hugging Face cache, and the hub could not be reached. Set BASE_MODEL to a local folder, "
+            "or download the model into the image at build time."
+        ) from e
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
+
+
+def wrap_for_training(model, settings: TrainSettings):
+    """LoRA adapters on every linear projection, or the whole model for full fine-tuning."""
+    if settings.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    if settings.full_finetune:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                        target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def causal_lm(model):
+    """The transformers model inside a peft wrapper (LoRA layers are injected in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supervised_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over labelled tokens, and how many there were.
+
+    The vocabulary projection runs only where a label is, not on every position: on
+    SmolLM2 (49k vocabulary) the full logits dominate memory and a good part of the time.
+    """
+    lm = causal_lm(model)
+    hidden = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    return F.cross_entropy(logits, targets[keep], reduction="sum"), int(keep.sum())
+
+
+def plan_steps(features: list[Features], settings: TrainSettings) -> list[list[list[int]]]:
+    """Every optimiser step's micro-batches, for all epochs, fixed by the seed."""
+    rng = random.Random(settings.seed)
+    lengths = [len(f.input_ids) for f in features]
+    micro = [b for _ in range(settings.epochs) for b in length_grouped_batches(lengths, settings.batch_tokens, rng)]
+    return [micro[i:i + settings.grad_accum] for i in range(0, len(micro), settings.grad_accum)]
+
+
+def train(model, features: list[Features], pad_id: int, settings: TrainSettings,
+          on_progress: ProgressFn | None = None) -> TrainResult:
+    """Run the optimiser over ``features``; ``model`` is updated in place."""
+    torch.manual_seed(settings.seed)
+    steps = plan_steps(features, settings)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
+    warmup = max(1, int(len(steps) * settings.warmup_ratio))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (len(steps) - s) / max(1, len(steps) - warmup)))
+    )
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(settings.bf16) else nullcontext()
+    model.train()
+    started, supervised, loss_value = time.monotonic(), 0, float("nan")
+    for step, micro_batches in enumerate(steps, start=1):
+        window = sum(features[i].supervised for batch in micro_batches for i in batch)
+        step_loss = 0.0
+        for batch in micro_batches:
+            with autocast:
+                loss_sum, _ = supervised_loss(model, collate([features[i] for i in batch], pad_id))
+            (loss_sum / max(1, window)).backward()
+            step_loss += loss_sum.item()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        supervised += window
+        loss_value = step_loss / max(1, window)
+        elapsed = time.monotonic() - started
+        if on_progress:
+            on_progress(step, len(steps), loss_value, elapsed / step * (len(steps) - step))
+    model.eval()
+    return TrainResult(len(steps), loss_value, supervised, time.monotonic() - started)
+
+
+def set_threads(setting: int) -> int:
+    """Cap torch's threads to TRAIN_THREADS, or to the container's CPU quota."""
+    threads = setting or cpu_quota()
+    torch.set_num_threads(threads)
+    return threads
