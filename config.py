@@ -30,11 +30,11 @@ class TrainSettings:
     full_finetune: bool = False  # TRAIN_FULL: update every weight instead of LoRA adapters
     lora_r: int = 16  # LORA_R: adapter rank
     lora_alpha: int = 32  # LORA_ALPHA: adapter scale numerator
-    lora_dropout: float = 0.05  # LORA_DROPOUT
+    lora_dropout: float = 0.0  # LORA_DROPOUT: 0.05 costs a third of the throughput on CPU
     epochs: int = 2  # TRAIN_EPOCHS: passes over the training split
     learning_rate: float = 2e-4  # TRAIN_LR: peak, after warm-up, decayed linearly to zero
     warmup_ratio: float = 0.1  # TRAIN_WARMUP_RATIO: share of steps spent warming up
-    batch_tokens: int = 2048  # TRAIN_BATCH_TOKENS: padded tokens per micro-batch
+    batch_tokens: int = 1024  # TRAIN_BATCH_TOKENS: padded tokens per micro-batch (memory grows with it)
     grad_accum: int = 2  # TRAIN_GRAD_ACCUM: micro-batches per optimiser step
     max_seq_len: int = 512  # TRAIN_MAX_SEQ_LEN: longer examples lose their oldest turns
     gradient_checkpointing: bool = True  # TRAIN_GRADIENT_CHECKPOINTING: memory for compute

@@ -59,7 +59,9 @@ def test_collate_pads_on_the_right_and_masks_padding(tiny_tokenizer):
 
     batch = collate([short, long], tiny_tokenizer.pad_token_id)
 
-    n = len(short.input_ids)
-    assert batch["input_ids"].shape == (2, len(long.input_ids))
-    assert batch["attention_mask"][0].tolist() == [1] * n + [0] * (len(long.input_ids) - n)
-    assert (batch["labels"][0, n:] == IGNORE).all()
+    n, width = len(short.input_ids), batch["input_ids"].shape[1]
+    assert batch["input_ids"].shape == (2, 128)  # the longest (79 tokens), rounded up to a multiple of 64
+    assert len(long.input_ids) == 79
+    assert batch["attention_mask"][0].tolist() == [1] * n + [0] * (width - n)
+    assert batch["attention_mask"][1].tolist() == [1] * 79 + [0] * (width - 79)
+    assert (batch["labels"][0, n:] == IGNORE).all() and (batch["input_ids"][1, 79:] == tiny_tokenizer.pad_token_id).all()

@@ -1,0 +1,153 @@
+"""The project's trainer against a plain transformers.Trainer, on SmolLM2-135M's shape.
+
+Random weights with SmolLM2-135M's architecture (DESIGN.md), a locally trained
+tokenizer, and synthetic conversations of varied length. Both sides train the
+same LoRA (r=16, all linear layers) with gradient checkpointing and the same
+precision on the same examples; the baseline pads every example to the maximum
+length and batches in order, as a plain Trainer setup does. Each side runs in
+its own process so its peak RSS is its own. Prints JSON: supervised tokens/s and
+peak RSS of each, and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SMOLLM2_135M = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
+                "num_key_value_heads": 3, "max_position_embeddings": 2048}
+SMOLLM2_VOCAB = 49152
+WORDS = ("feel sleep anxious week work family breathe slowly today night worry talk help walk rest friend "
+         "therapy plan small step notice thought body calm heavy tired morning evening listen support").split()
+
+
+def conversations(count: int, seed: int) -> list[list[dict]]:
+    """Chat examples whose turns vary in length the way logged conversations do."""
+    rng = random.Random(seed)
+
+    def text(low: int, high: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high))).capitalize() + "."
+
+    examples = []
+    for _ in range(count):
+        messages = [{"role": "system", "content": text(20, 40)}]
+        for _ in range(rng.choice((0, 0, 1, 1, 2, 3))):
+            messages += [{"role": "user", "content": text(5, 40)}, {"role": "assistant", "content": text(20, 90)}]
+        messages += [{"role": "user", "content": text(5, 60)}, {"role": "assistant", "content": text(15, 160)}]
+        examples.append(messages)
+    return examples
+
+
+def build(folder: Path) -> None:
+    """SmolLM2-135M's shape with random weights, and a tokenizer trained on the bench's words."""
+    from tests.fakes.tiny_model import build_model, build_tokenizer
+
+    build_model(folder, build_tokenizer(vocab_size=2000), vocab_size=SMOLLM2_VOCAB, **SMOLLM2_135M)
+
+
+def features(folder: Path, count: int, max_len: int):
+    """The tokenizer and the examples, rendered the project's way."""
+    from transformers import AutoTokenizer
+
+    from trainer.tokens import render
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return tokenizer, [render(tokenizer, m, max_len) for m in conversations(count, seed=7)]
+
+
+def run_ours(folder: Path, count: int) -> dict:
+    """trainer.finetune.train with its defaults, one epoch."""
+    from config import TrainSettings
+    from trainer.finetune import load_base, set_threads, train, wrap_for_training
+
+    settings = replace(TrainSettings(), epochs=1)
+    set_threads(settings.threads)
+    tokenizer, examples = features(folder, count, settings.max_seq_len)
+    _, model = load_base(str(folder))
+    model = wrap_for_training(model, settings)
+    result = train(model, examples, tokenizer.pad_token_id, settings)
+    return {"supervised_tokens": result.supervised_tokens, "seconds": result.seconds, "steps": result.steps}
+
+
+def run_baseline(folder: Path, count: int) -> dict:
+    """transformers.Trainer: same LoRA and examples, padded to max length, batches in order."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    from config import TrainSettings
+    from trainer.finetune import load_base, set_threads, use_bf16, wrap_for_training
+    from trainer.tokens import IGNORE
+
+    settings = replace(TrainSettings(), epochs=1)
+    set_threads(settings.threads)
+    tokenizer, examples = features(folder, count, settings.max_seq_len)
+    width, pad = settings.max_seq_len, tokenizer.pad_token_id
+    rows = [{"input_ids": f.input_ids + [pad] * (width - len(f.input_ids)),
+             "labels": f.labels + [IGNORE] * (width - len(f.labels)),
+             "attention_mask": [1] * len(f.input_ids) + [0] * (width - len(f.input_ids))} for f in examples]
+    _, model = load_base(str(folder))
+    model = wrap_for_training(model, settings)
+    batch = settings.batch_tokens // width  # the same padded tokens per micro-batch as ours
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(), per_device_train_batch_size=batch, gradient_accumulation_steps=settings.grad_accum,
+        num_train_epochs=1, learning_rate=settings.learning_rate, warmup_steps=settings.warmup_ratio,
+        lr_scheduler_type="linear", bf16=use_bf16(settings.bf16), use_cpu=True, report_to=[], save_strategy="no",
+        logging_strategy="no", dataloader_num_workers=0, seed=settings.seed,
+        gradient_checkpointing=False,  # already enabled on the model, the same way as ours
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows), data_collator=default_data_collator)
+    started = time.monotonic()
+    trainer.train()
+    seconds = time.monotonic() - started
+    return {"supervised_tokens": sum(f.supervised for f in examples), "seconds": seconds,
+            "steps": trainer.state.global_step}
+
+
+def child(kind: str, folder: Path, count: int) -> None:
+    """One side, in this process; prints its figures as JSON."""
+    figures = (run_ours if kind == "ours" else run_baseline)(folder, count)
+    figures["tokens_per_s"] = round(figures["supervised_tokens"] / figures["seconds"], 1)
+    figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(figures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--examples", type=int, default=48)
+    parser.add_argument("--side", choices=("ours", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        return child(args.side, args.model, args.examples)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "smollm2-135m-shape"
+        build(folder)
+        results = {}
+        for side in ("baseline", "ours"):
+            out = subprocess.run([sys.executable, __file__, "--side", side, "--model", str(folder),
+                                  "--examples", str(args.examples)], stdout=subprocess.PIPE, text=True, check=True)
+            results[side] = json.loads(out.stdout.strip().splitlines()[-1])
+    ours, base = results["ours"], results["baseline"]
+    print(json.dumps({
+        "benchmark": "train_throughput", "examples": args.examples, "model": "SmolLM2-135M shape, random weights",
+        "baseline": base, "ours": ours,
+        "throughput_ratio": round(ours["tokens_per_s"] / base["tokens_per_s"], 2),
+        "peak_rss_ratio": round(ours["peak_rss_mb"] / base["peak_rss_mb"], 2),
+        "goal": {"throughput_ratio_at_least": 1.3, "ours_peak_rss_mb_under": 2048},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
