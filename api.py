@@ -17,6 +17,7 @@ from web.json_provider import JSONProvider
 from web.services import Services, init_app
 
 MAX_BODY_BYTES = 64 * 1024
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -29,14 +30,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     log_startup(engine, is_persistent(engine, settings.on_railway, settings.is_on_volume), settings.on_railway)
     migrate.upgrade(engine)
+    warn_if_models_ephemeral(settings)
     assistant = GroqProvider(settings)
     if not assistant.configured:
-        logging.getLogger(__name__).warning("GROQ_API_KEY is not set: /api/chat will answer 503")
+        log.warning("GROQ_API_KEY is not set: /api/chat will answer 503")
     init_app(app, Services(settings=settings, repo=Repo(engine), assistant=assistant))
     register_error_handlers(app)
     for blueprint in (chat.bp, sessions.bp, admin.bp, health.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def warn_if_models_ephemeral(settings: Settings) -> None:
+    """On Railway, model versions outside the volume vanish with the container."""
+    if settings.on_railway and not settings.is_on_volume(settings.model_dir):
+        log.warning(
+            "MODEL_DIR %s is outside the Railway volume (%s): trained models will be lost on restart. "
+            "Mount a volume on this service and leave MODEL_DIR unset, or point it inside the volume.",
+            settings.model_dir, settings.railway_volume_mount_path or "no volume mounted",
+        )
 
 
 def __getattr__(name: str) -> Flask:
