@@ -65,8 +65,9 @@ def _train_and_register(settings: Settings, runs: TrainingRuns, registry: Regist
     """The heavy part: returns the fields that close the run record."""
     started = time.monotonic()
     ts = settings.train
+    threads = set_threads(ts.threads)
     log.info("Training run %s: %d train and %d eval examples, %d threads",
-             run_id, len(split.train), len(split.eval), set_threads(ts.threads))
+             run_id, len(split.train), len(split.eval), threads)
     runs.update(run_id, train_examples=len(split.train), eval_examples=len(split.eval), watermark=split.watermark)
     active = registry.active()
     active_loss = _version_loss(active.path, split, ts) if active else None
