@@ -7,11 +7,13 @@ import logging
 from flask import Flask
 
 from assistant.groq_provider import GroqProvider
+from assistant.router import Router
 from config import Settings, configure_logging
 from storage import migrate
 from storage.engine import is_persistent, log_startup, make_engine
 from storage.repo import Repo
-from web import admin, chat, health, sessions
+from trainer.scheduler import Scheduler
+from web import admin, chat, health, sessions, training
 from web.errors import register_error_handlers
 from web.json_provider import JSONProvider
 from web.services import Services, init_app
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app: settings, database (migrated), assistant, blueprints."""
+    """Build the app: settings, database (migrated), assistant, training trigger, blueprints."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
@@ -31,12 +33,22 @@ def create_app(settings: Settings | None = None) -> Flask:
     log_startup(engine, is_persistent(engine, settings.on_railway, settings.is_on_volume), settings.on_railway)
     migrate.upgrade(engine)
     warn_if_models_ephemeral(settings)
-    assistant = GroqProvider(settings)
-    if not assistant.configured:
-        log.warning("GROQ_API_KEY is not set: /api/chat will answer 503")
-    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=assistant))
+    groq = GroqProvider(settings)
+    if not groq.configured:
+        log.warning("GROQ_API_KEY is not set: /api/chat will answer 503 unless the local model answers")
+    local = None
+    if settings.use_local_ai:
+        from assistant.local_provider import LocalProvider
+
+        local = LocalProvider(settings.model_dir, settings.local)
+    scheduler = Scheduler(settings, engine)
+    if settings.enable_auto_training:
+        scheduler.start()
+    log.info("USE_LOCAL_AI=%d ENABLE_AUTO_TRAINING=%d AUTO_TRAIN_THRESHOLD=%d",
+             settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
+    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local), scheduler=scheduler))
     register_error_handlers(app)
-    for blueprint in (chat.bp, sessions.bp, admin.bp, health.bp):
+    for blueprint in (chat.bp, sessions.bp, admin.bp, training.bp, health.bp):
         app.register_blueprint(blueprint)
     return app
 

@@ -47,9 +47,6 @@ class TrainSettings:
     def from_env(cls, env: "_Env") -> "TrainSettings":
         """Parse the TRAIN_* and LORA_* flags."""
         d = cls()
-        bf16 = (env.text("TRAIN_BF16") or "auto").lower()
-        if bf16 not in ("auto", "1", "0"):
-            raise ConfigError(f"TRAIN_BF16 must be auto, 1 or 0, not {bf16!r}.")
         return cls(
             full_finetune=env.flag("TRAIN_FULL", d.full_finetune),
             lora_r=env.number("LORA_R", d.lora_r, int, minimum=1),
@@ -62,10 +59,40 @@ class TrainSettings:
             grad_accum=env.number("TRAIN_GRAD_ACCUM", d.grad_accum, int, minimum=1),
             max_seq_len=env.number("TRAIN_MAX_SEQ_LEN", d.max_seq_len, int, minimum=16),
             gradient_checkpointing=env.flag("TRAIN_GRADIENT_CHECKPOINTING", d.gradient_checkpointing),
-            bf16=bf16,
+            bf16=env.tristate("TRAIN_BF16"),
             threads=env.number("TRAIN_THREADS", d.threads, int, minimum=0),
             seed=env.number("TRAIN_SEED", d.seed, int, minimum=0),
             eval_fraction=env.number("TRAIN_EVAL_FRACTION", d.eval_fraction, float, minimum=0.01, maximum=0.5),
+        )
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """How the local model answers when USE_LOCAL_AI=1."""
+
+    timeout: float = 30.0  # LOCAL_TIMEOUT: seconds for a whole reply before Groq answers instead
+    poll_seconds: float = 30.0  # MODEL_POLL_SECONDS: how often a worker looks for a newer active version
+    max_new_tokens: int = 256  # LOCAL_MAX_NEW_TOKENS
+    temperature: float = 0.7  # LOCAL_TEMPERATURE: 0 picks the likeliest token every time
+    top_p: float = 0.9  # LOCAL_TOP_P
+    repetition_penalty: float = 1.1  # LOCAL_REPETITION_PENALTY
+    quantize: bool = True  # LOCAL_QUANTIZE: int8 weights for the linear layers, ~1.9x the tokens/s of fp32
+    threads: int = 0  # LOCAL_THREADS: 0 = the container's CPU quota
+
+    @classmethod
+    def from_env(cls, env: "_Env") -> "LocalSettings":
+        """Parse LOCAL_TIMEOUT, MODEL_POLL_SECONDS and the LOCAL_* generation flags."""
+        d = cls()
+        return cls(
+            timeout=env.number("LOCAL_TIMEOUT", d.timeout, float, minimum=0.1),
+            poll_seconds=env.number("MODEL_POLL_SECONDS", d.poll_seconds, float, minimum=0.1),
+            max_new_tokens=env.number("LOCAL_MAX_NEW_TOKENS", d.max_new_tokens, int, minimum=1),
+            temperature=env.number("LOCAL_TEMPERATURE", d.temperature, float, minimum=0, maximum=5),
+            top_p=env.number("LOCAL_TOP_P", d.top_p, float, minimum=0.01, maximum=1),
+            repetition_penalty=env.number("LOCAL_REPETITION_PENALTY", d.repetition_penalty, float, minimum=0.5,
+                                          maximum=3),
+            quantize=env.flag("LOCAL_QUANTIZE", d.quantize),
+            threads=env.number("LOCAL_THREADS", d.threads, int, minimum=0),
         )
 
 
@@ -83,6 +110,7 @@ class Settings:
     use_local_ai: bool = False
     enable_auto_training: bool = False
     auto_train_threshold: int = 100
+    auto_train_cooldown: float = 600.0  # seconds after a failed run before the next trigger
     model_dir: str = "./models"
     base_model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
     admin_token: str | None = None
@@ -92,6 +120,7 @@ class Settings:
     crisis_resources: str = DEFAULT_CRISIS_RESOURCES
     model_keep: int = 3
     train: TrainSettings = field(default_factory=TrainSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
     port: int = 8000
     web_concurrency: int = 2
     web_threads: int = 4
@@ -115,6 +144,7 @@ class Settings:
             use_local_ai=env.flag("USE_LOCAL_AI", False),
             enable_auto_training=env.flag("ENABLE_AUTO_TRAINING", False),
             auto_train_threshold=env.number("AUTO_TRAIN_THRESHOLD", 100, int, minimum=1),
+            auto_train_cooldown=env.number("AUTO_TRAIN_COOLDOWN", cls.auto_train_cooldown, float, minimum=0),
             model_dir=env.text("MODEL_DIR") or volume or cls.model_dir,
             base_model=env.text("BASE_MODEL") or cls.base_model,
             admin_token=env.text("ADMIN_TOKEN"),
@@ -124,6 +154,7 @@ class Settings:
             crisis_resources=env.text("CRISIS_RESOURCES") or DEFAULT_CRISIS_RESOURCES,
             model_keep=env.number("MODEL_KEEP", 3, int, minimum=1),
             train=TrainSettings.from_env(env),
+            local=LocalSettings.from_env(env),
             port=env.number("PORT", 8000, int, minimum=1, maximum=65535),
             web_concurrency=env.number("WEB_CONCURRENCY", 2, int, minimum=1),
             web_threads=env.number("WEB_THREADS", 4, int, minimum=1),
@@ -191,6 +222,13 @@ class _Env:
             bounds = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
             raise ConfigError(f"{name} must be {bounds}, not {value!r}.")
         return parsed
+
+    def tristate(self, name: str) -> str:
+        """auto, 1 or 0 (auto when unset)."""
+        value = (self.text(name) or "auto").lower()
+        if value not in ("auto", "1", "0"):
+            raise ConfigError(f"{name} must be auto, 1 or 0, not {value!r}.")
+        return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         """One of a fixed set of values, case-insensitive."""

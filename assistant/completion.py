@@ -15,6 +15,8 @@ class Completion:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    source: str = "groq"  # groq | local | safety
+    fallback: str | None = None  # why the local model did not answer, when Groq answered instead
 
 
 class ProviderError(Exception):

@@ -69,10 +69,11 @@ def features(folder: Path, count: int, max_len: int):
 def run_ours(folder: Path, count: int) -> dict:
     """trainer.finetune.train with its defaults, one epoch."""
     from config import TrainSettings
-    from trainer.finetune import load_base, set_threads, train, wrap_for_training
+    from hardware import set_torch_threads
+    from trainer.finetune import load_base, train, wrap_for_training
 
     settings = replace(TrainSettings(), epochs=1)
-    set_threads(settings.threads)
+    set_torch_threads(settings.threads)
     tokenizer, examples = features(folder, count, settings.max_seq_len)
     _, model = load_base(str(folder))
     model = wrap_for_training(model, settings)
@@ -86,11 +87,12 @@ def run_baseline(folder: Path, count: int) -> dict:
     from transformers import Trainer, TrainingArguments, default_data_collator
 
     from config import TrainSettings
-    from trainer.finetune import load_base, set_threads, use_bf16, wrap_for_training
+    from hardware import set_torch_threads, use_bf16
+    from trainer.finetune import load_base, wrap_for_training
     from trainer.tokens import IGNORE
 
     settings = replace(TrainSettings(), epochs=1)
-    set_threads(settings.threads)
+    set_torch_threads(settings.threads)
     tokenizer, examples = features(folder, count, settings.max_seq_len)
     width, pad = settings.max_seq_len, tokenizer.pad_token_id
     rows = [{"input_ids": f.input_ids + [pad] * (width - len(f.input_ids)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -149,6 +150,18 @@ class Repo(Store):
             "user_messages_by_role": by_session_role,
             "replies_by_source": {str(k): v for k, v in by_source.items()},
         }
+
+    def messages_per_day(self, days: int = 30) -> list[dict]:
+        """Messages per UTC day and author for the last ``days`` days, oldest first."""
+        day = func.date(Message.created_at)
+        since = utcnow() - timedelta(days=days)
+        with self._read() as db:
+            rows = db.execute(select(day, Message.role, func.count()).where(Message.created_at >= since)
+                              .group_by(day, Message.role).order_by(day)).all()
+        per_day: dict[str, dict] = {}
+        for when, author, count in rows:
+            per_day.setdefault(str(when), {"day": str(when), "user": 0, "assistant": 0})[author] = count
+        return list(per_day.values())
 
     def count_eligible_replies(self, after_id: int = 0) -> int:
         """Replies that may become training examples, newer than message ``after_id``."""

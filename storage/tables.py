@@ -1,4 +1,4 @@
-"""The ORM: chat sessions, their messages, and training runs."""
+"""The ORM: chat sessions, their messages, training runs and the training lease."""
 
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ class Message(Base):
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
     finish_reason: Mapped[str | None] = mapped_column(String(32))
+    fallback: Mapped[str | None] = mapped_column(String(64))  # why the local model did not answer
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")
 
@@ -105,3 +106,13 @@ class TrainingRun(Base):
     candidate_loss: Mapped[float | None]  # ... of this run's model
     version: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Lease(Base):
+    """A named lock held by one process at a time, lost when its holder stops renewing it."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

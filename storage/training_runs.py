@@ -50,13 +50,46 @@ class TrainingRuns(Store):
         """Close a run with its outcome; the duration is measured from its start."""
         assert status in FINISHED, status
         with self._write() as db:
+            _close(db.get(TrainingRun, run_id), status, **fields)
+
+    def running(self) -> TrainingRun | None:
+        """The newest run still marked running."""
+        with self._read() as db:
+            return db.scalars(select(TrainingRun).where(TrainingRun.status == "running")
+                              .order_by(desc(TrainingRun.id)).limit(1)).first()
+
+    def latest_finished(self) -> TrainingRun | None:
+        """The run that finished last, whatever its outcome."""
+        with self._read() as db:
+            return db.scalars(select(TrainingRun).where(TrainingRun.status.in_(FINISHED))
+                              .order_by(desc(TrainingRun.finished_at)).limit(1)).first()
+
+    def fail_if_running(self, run_id: int, error: str) -> bool:
+        """Close a run as failed unless it already closed itself; True when this call closed it."""
+        with self._write() as db:
             run = db.get(TrainingRun, run_id)
-            run.status, run.finished_at = status, utcnow()
-            run.duration_s = round((run.finished_at - run.started_at).total_seconds(), 1)
-            for name, value in fields.items():
-                setattr(run, name, value)
+            if run is None or run.status != "running":
+                return False
+            _close(run, "failed", error=error)
+            return True
+
+    def fail_all_running(self, error: str) -> list[int]:
+        """Close every run still marked running as failed; the ids closed."""
+        with self._write() as db:
+            runs = list(db.scalars(select(TrainingRun).where(TrainingRun.status == "running")))
+            for run in runs:
+                _close(run, "failed", error=error)
+            return [run.id for run in runs]
 
     def last_watermark(self) -> int:
         """The newest message id a completed run trained on; 0 before the first."""
         with self._read() as db:
             return db.scalar(select(func.max(TrainingRun.watermark)).where(TrainingRun.status.in_(COMPLETED))) or 0
+
+
+def _close(run: TrainingRun, status: str, **fields) -> None:
+    """Set a run's outcome, end time, duration and any other fields."""
+    run.status, run.finished_at = status, utcnow()
+    run.duration_s = round((run.finished_at - run.started_at).total_seconds(), 1)
+    for name, value in fields.items():
+        setattr(run, name, value)

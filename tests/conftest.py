@@ -76,7 +76,7 @@ def make_app(settings):
 
     yield build
     for app in apps:
-        app.extensions["therapistai"].repo.engine.dispose()
+        app.extensions["therapistai"].close()
 
 
 @pytest.fixture

@@ -1,10 +1,15 @@
-"""python -m trainer: train, export, models, activate, status."""
+"""python -m trainer: train, worker, export, models, activate, status."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from config import ConfigError, Settings, configure_logging
@@ -19,8 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="fine-tune a new version now")
     train.add_argument("--force", action="store_true", help="train even below AUTO_TRAIN_THRESHOLD new replies")
-    train.add_argument("--run-id", type=int, help="the run record to report into (set by the scheduler)")
     train.add_argument("--trigger", default="manual", choices=("manual", "auto", "admin"))
+    train.add_argument("--run-id", type=int, help=argparse.SUPPRESS)  # set by the scheduler, which holds the lease
+    train.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
+    train.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    commands.add_parser("worker", help="watch the data and train whenever AUTO_TRAIN_THRESHOLD is reached")
     export = commands.add_parser("export", help="write the training examples as chat JSONL")
     export.add_argument("--out", required=True, type=Path)
     commands.add_parser("models", help="list versions with their metrics; the active one is marked")
@@ -42,16 +50,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(settings: Settings, args) -> int:
-    """Run one training now."""
+    """Run one training now: under the training lease, or as the child of a scheduler that holds it."""
+    if args.nice:
+        os.nice(args.nice)
+    if args.parent_pid:
+        _exit_with_parent(args.parent_pid)
     from trainer.finetune import TrainerError  # imports torch
     from trainer.pipeline import run_training
+    from trainer.scheduler import Scheduler, TrainingBusy
 
     try:
-        run_id = run_training(settings, run_id=args.run_id, trigger=args.trigger, force=args.force)
-    except TrainerError as e:
+        if args.run_id is not None:
+            run_id = run_training(settings, run_id=args.run_id, force=args.force)
+        else:
+            with Scheduler(settings, _database(settings)).lease_held():
+                run_id = run_training(settings, trigger=args.trigger, force=args.force)
+    except (TrainerError, TrainingBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"training run {run_id} finished")
+    return 0
+
+
+def cmd_worker(settings: Settings, _args) -> int:
+    """The web workers' trigger-and-train loop as a process of its own, until SIGTERM."""
+    from trainer.scheduler import POLL_SECONDS, Scheduler
+
+    scheduler = Scheduler(settings, _database(settings))
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    logging.getLogger(__name__).info("Training worker started: AUTO_TRAIN_THRESHOLD %d, checking every %.0fs",
+                                     settings.auto_train_threshold, POLL_SECONDS)
+    scheduler.run_forever()
     return 0
 
 
@@ -108,6 +137,18 @@ def cmd_status(settings: Settings, _args) -> int:
     return 0
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """A child whose supervisor died stops too: nobody would renew its lease or record its end."""
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(2)
+        print("error: the supervising process is gone; stopping training", file=sys.stderr)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _database(settings: Settings):
     """The service's database, migrated to the current schema."""
     from storage import migrate
@@ -123,7 +164,7 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export, "models": cmd_models, "activate": cmd_activate,
+COMMANDS = {"train": cmd_train, "worker": cmd_worker, "export": cmd_export, "models": cmd_models, "activate": cmd_activate,
             "status": cmd_status}
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainer.finetune import supervised_loss, use_bf16
+from hardware import use_bf16
+from trainer.finetune import supervised_loss
 from trainer.tokens import Features, collate, length_grouped_batches
 
 

@@ -15,7 +15,8 @@ from storage.repo import Repo
 from storage.training_runs import TrainingRuns
 from trainer.dataset import Split, load_split, to_datasets
 from trainer.evaluate import eval_loss, gate
-from trainer.finetune import TrainerError, load_base, set_threads, train, wrap_for_training
+from hardware import set_torch_threads
+from trainer.finetune import TrainerError, load_base, train, wrap_for_training
 from trainer.registry import Registry
 from trainer.tokens import Features, render
 
@@ -65,7 +66,7 @@ def _train_and_register(settings: Settings, runs: TrainingRuns, registry: Regist
     """The heavy part: returns the fields that close the run record."""
     started = time.monotonic()
     ts = settings.train
-    threads = set_threads(ts.threads)
+    threads = set_torch_threads(ts.threads)
     log.info("Training run %s: %d train and %d eval examples, %d threads",
              run_id, len(split.train), len(split.eval), threads)
     runs.update(run_id, train_examples=len(split.train), eval_examples=len(split.eval), watermark=split.watermark)

@@ -1,47 +1,37 @@
-"""Admin endpoints, behind `Authorization: Bearer $ADMIN_TOKEN`."""
+"""GET /api/stats: the admin's overview, behind `Authorization: Bearer $ADMIN_TOKEN`."""
 
 from __future__ import annotations
 
-import hmac
-from functools import wraps
+from flask import Blueprint, jsonify
 
-from flask import Blueprint, jsonify, request
-
-from web.errors import ApiError
+from storage.engine import is_persistent
+from trainer.registry import Registry
+from web.auth import admin_only
 from web.services import services
+from web.training import run_json
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
-
-
-def admin_only(view):
-    """403 when no ADMIN_TOKEN is set, 401 unless the request carries it."""
-
-    @wraps(view)
-    def guarded(*args, **kwargs):
-        expected = services().settings.admin_token
-        if not expected:
-            raise ApiError(403, "admin_disabled", "Admin endpoints are off: set ADMIN_TOKEN on the server.")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-            raise ApiError(401, "unauthorized", "Send the admin token as 'Authorization: Bearer <token>'.",
-                           {"WWW-Authenticate": "Bearer"})
-        return view(*args, **kwargs)
-
-    return guarded
 
 
 @bp.get("/stats")
 @admin_only
 def stats():
-    """Totals, training eligibility against the threshold, and the serving flags."""
+    """Totals, training eligibility against the threshold, training and serving state."""
     svc = services()
-    settings = svc.settings
+    settings, scheduler, local = svc.settings, svc.scheduler, svc.assistant.local
+    running = scheduler.runs.running()
+    active = Registry(settings.model_dir, settings.model_keep).active()
     return jsonify({
         **svc.repo.totals(),
-        "eligible_since_last_training": svc.repo.count_eligible_replies(),
+        "messages_per_day": svc.repo.messages_per_day(),
+        "eligible_since_last_training": scheduler.eligible_since_last_training(),
         "auto_train_threshold": settings.auto_train_threshold,
-        "auto_training": {"enabled": settings.enable_auto_training, "running": None},
-        "active_model": None,
+        "auto_training": {"enabled": settings.enable_auto_training, "running": running and run_json(running),
+                          "cooldown_s": round(scheduler.cooldown_left()), "lease_holder": scheduler.leases.holder()},
+        "active_model": active and active.name,
         "use_local_ai": settings.use_local_ai,
+        "local_model": local.status() if local else None,
         "groq": {"configured": svc.assistant.configured, "model": settings.groq_model},
+        "database": {"engine": svc.repo.engine.dialect.name, "persistent": is_persistent(
+            svc.repo.engine, settings.on_railway, settings.is_on_volume)},
     })

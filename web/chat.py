@@ -13,6 +13,7 @@ from assistant.completion import (
     Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
 )
 from storage.repo import Repo, Turn
+from trainer.scheduler import Scheduler
 from web.errors import ApiError
 from web.services import services
 from web.validation import chat_request
@@ -32,30 +33,35 @@ class TurnContext:
     risk_level: str
     resources: str
 
-    def store(self, completion: Completion, source: str, status: str = "ok", error: str | None = None) -> int:
-        """Store the reply and log one line about it (never its text)."""
+    scheduler: Scheduler
+
+    def store(self, completion: Completion, status: str = "ok", error: str | None = None) -> int:
+        """Store the reply, log one line about it (never its text) and tell the scheduler."""
         message_id = self.repo.store_reply(
-            self.turn.session_id, self.risk_level, content=completion.text, source=source, model=completion.model,
-            status=status, error=error, latency_ms=completion.latency_ms, prompt_tokens=completion.prompt_tokens,
-            completion_tokens=completion.completion_tokens, finish_reason=completion.finish_reason,
+            self.turn.session_id, self.risk_level, content=completion.text, source=completion.source,
+            model=completion.model, status=status, error=error, latency_ms=completion.latency_ms,
+            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason, fallback=completion.fallback,
         )
         log.info(
-            "Chat reply stored: message=%s source=%s status=%s risk=%s latency_ms=%s tokens=%s/%s",
-            message_id, source, status, self.risk_level, completion.latency_ms,
-            completion.prompt_tokens, completion.completion_tokens,
+            "Chat reply stored: message=%s source=%s status=%s risk=%s latency_ms=%s tokens=%s/%s fallback=%s",
+            message_id, completion.source, status, self.risk_level, completion.latency_ms,
+            completion.prompt_tokens, completion.completion_tokens, completion.fallback,
         )
+        self.scheduler.notify()
         return message_id
 
-    def answer(self, completion: Completion, source: str, message_id: int) -> dict:
+    def answer(self, completion: Completion, message_id: int) -> dict:
         """The fields every successful reply carries."""
         return {
             "reply": completion.text, "session_id": self.turn.session_id, "message_id": message_id,
-            "source": source, "model": completion.model, "risk_level": self.risk_level,
+            "source": completion.source, "model": completion.model, "risk_level": self.risk_level,
+            "fallback": completion.fallback,
         }
 
     def failure(self, error: ProviderError, source: str, model: str) -> ApiError:
         """Store the failed reply and build the error the client gets, with its session_id."""
-        message_id = self.store(Completion(text="", model=model), source, "error", error.code)
+        message_id = self.store(Completion(text="", model=model, source=source), "error", error.code)
         headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
         return ApiError(
             STATUS_BY_ERROR.get(type(error), 502), error.code, error.message, headers,
@@ -73,10 +79,10 @@ def chat():
         body.session_id, body.role, body.user_id, body.training_consent,
         svc.settings.training_consent_default, body.message, screening.risk_level,
     )
-    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources)
+    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources, svc.scheduler)
     if screening.is_crisis:
-        completion = Completion(text=safety.crisis_reply(ctx.resources), model="safety", latency_ms=0)
-        answer = ctx.answer(completion, "safety", ctx.store(completion, "safety"))
+        completion = Completion(text=safety.crisis_reply(ctx.resources), model="safety", latency_ms=0, source="safety")
+        answer = ctx.answer(completion, ctx.store(completion))
         return _stream_whole(answer) if body.stream else jsonify(answer)
     history = svc.repo.history(turn.session_id, turn.message_id, svc.settings.history_turns)
     messages = prompts.build_messages(turn.role, history, body.message)
@@ -89,7 +95,7 @@ def chat():
         raise ctx.failure(e, assistant.source, assistant.model) from e
     if screening.risk_level == safety.MEDIUM:
         completion.text += safety.resources_note(ctx.resources)
-    return jsonify(ctx.answer(completion, assistant.source, ctx.store(completion, assistant.source)))
+    return jsonify(ctx.answer(completion, ctx.store(completion)))
 
 
 def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response:
@@ -113,12 +119,12 @@ def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response
             status, error = "error", e
         finally:
             upstream.close()
-            message_id = ctx.store(upstream.completion, assistant.source, status, error and error.code)
+            message_id = ctx.store(upstream.completion, status, error and error.code)
         if error is not None:
             yield _event({"error": {"code": error.code, "message": error.message,
                                     "session_id": ctx.turn.session_id, "message_id": message_id}})
         else:
-            yield _event({"done": True, **ctx.answer(upstream.completion, assistant.source, message_id)})
+            yield _event({"done": True, **ctx.answer(upstream.completion, message_id)})
 
     return _sse(events())
 

@@ -1,4 +1,4 @@
-"""What the blueprints share: settings, the repository and the assistant, bound to the app."""
+"""What the blueprints share: settings, the repository, the assistant and the scheduler, bound to the app."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from assistant.groq_provider import GroqProvider
+from assistant.router import Router
 from config import Settings
 from storage.repo import Repo
+from trainer.scheduler import Scheduler
 
 KEY = "therapistai"
 
@@ -17,7 +18,15 @@ KEY = "therapistai"
 class Services:
     settings: Settings
     repo: Repo
-    assistant: GroqProvider
+    assistant: Router
+    scheduler: Scheduler
+
+    def close(self) -> None:
+        """Stop the background threads and close the database pool."""
+        self.scheduler.stop()
+        if self.assistant.local is not None:
+            self.assistant.local.close()
+        self.repo.engine.dispose()
 
 
 def init_app(app: Flask, services: Services) -> None:

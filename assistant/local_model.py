@@ -1,0 +1,97 @@
+"""A saved model version in memory, and the token-by-token loop that answers with it.
+
+Imports torch: only the local provider's loader thread imports this module, so the
+chat service runs without the training packages while USE_LOCAL_AI is off.
+
+Why not ``model.generate``: at batch size one on a CPU each decoded token costs a
+pass over every weight, so the loop is memory-bound. Int8 weights (dynamic
+quantisation of the linear layers) read a quarter of the bytes; a bare loop over
+the KV cache skips generate's per-step bookkeeping. bench/local_generate.py
+measures both against plain generate.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, LogitsProcessorList
+from transformers.generation.logits_process import (
+    RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper,
+)
+
+from config import LocalSettings
+
+
+class PromptTooLong(ValueError):
+    """The conversation does not fit the model's context with room for a reply."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The reply was not finished within LOCAL_TIMEOUT."""
+
+
+class LoadedModel:
+    """One version's tokenizer and weights, ready to answer; safe to share between threads."""
+
+    def __init__(self, version: str, path: Path, settings: LocalSettings):
+        self.version = version
+        self.settings = settings
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        self.model = quantized(model) if settings.quantize else model
+        self.context = getattr(model.config, "max_position_embeddings", 2048)
+        eos = model.generation_config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id])
+        self.sampling = LogitsProcessorList()
+        if settings.repetition_penalty != 1.0:
+            self.sampling.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
+        if settings.temperature > 0:
+            self.sampling += [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)]
+
+    def prompt(self, messages: list[dict]) -> torch.Tensor:
+        """The conversation as input ids, through the version's chat template."""
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                                 return_dict=True)["input_ids"]
+        if ids.shape[1] + self.settings.max_new_tokens > self.context:
+            raise PromptTooLong(f"{ids.shape[1]} prompt tokens leave no room for a reply")
+        return ids
+
+    def tokens(self, ids: torch.Tensor, deadline: float) -> Iterator[int]:
+        """Token ids of the reply, one at a time, until end-of-turn or LOCAL_MAX_NEW_TOKENS."""
+        cache = DynamicCache(config=self.model.config)
+        seen, step_input = ids, ids
+        for _ in range(self.settings.max_new_tokens):
+            with torch.inference_mode():
+                logits = self.model(input_ids=step_input, past_key_values=cache, use_cache=True,
+                                    logits_to_keep=1).logits[:, -1].float()
+                token = self._pick(seen, logits)
+            if token in self.eos:
+                return
+            yield token
+            if time.monotonic() > deadline:
+                raise DeadlineExceeded()
+            step_input = torch.tensor([[token]])
+            seen = torch.cat([seen, step_input], dim=1)
+
+    def text(self, token_ids: list[int]) -> str:
+        """The reply so far as text."""
+        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def _pick(self, seen: torch.Tensor, logits: torch.Tensor) -> int:
+        """The next token: the likeliest at temperature 0, else sampled from the shaped distribution."""
+        scores = self.sampling(seen, logits)
+        if self.settings.temperature == 0:
+            return int(scores.argmax(dim=-1))
+        return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1))
+
+
+def quantized(model):
+    """The model with int8 weights in its linear layers, activations quantised on the fly."""
+    with warnings.catch_warnings():  # torch points eager-mode quantisation users to torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
