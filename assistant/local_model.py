@@ -22,6 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, Logi
 from transformers.generation.logits_process import (
     RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper,
 )
+from transformers.utils import logging as hf_logging
 
 from config import LocalSettings
 
@@ -40,6 +41,7 @@ class LoadedModel:
     def __init__(self, version: str, path: Path, settings: LocalSettings):
         self.version = version
         self.settings = settings
+        hf_logging.disable_progress_bar()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.model = quantized(model) if settings.quantize else model

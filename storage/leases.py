@@ -20,12 +20,12 @@ class Leases(Store):
     """Take, renew and release leases; each call is one short write transaction."""
 
     def acquire(self, holder: str, ttl_s: float, name: str = TRAINING) -> bool:
-        """Take the lease unless someone else holds it and has renewed it in time."""
+        """Take the lease unless a holder (this one included) has renewed it in time."""
         now = utcnow()
         with self._write() as db:
             # FOR UPDATE on Postgres; SQLite's immediate transaction already excludes other writers.
             lease = db.scalars(select(Lease).where(Lease.name == name).with_for_update()).one()
-            if lease.holder is not None and lease.holder != holder and lease.expires_at > now:
+            if lease.holder is not None and lease.expires_at > now:
                 return False
             lease.holder, lease.expires_at = holder, now + timedelta(seconds=ttl_s)
             return True

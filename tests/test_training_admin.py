@@ -1,0 +1,106 @@
+"""Training from the admin API: a supervised child process, progress, versions, roll back, a killed child."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.conftest import stored
+from tests.fakes.groq_server import Behaviour
+from tests.test_trainer_e2e import hold_conversations
+from trainer.registry import Registry
+
+# What the child process reads from the environment: a learning rate that suits the tiny model.
+TRAIN_ENV = {"TRAIN_LR": "0.01", "TRAIN_EPOCHS": "10", "TRAIN_BATCH_TOKENS": "512", "TRAIN_GRAD_ACCUM": "1"}
+
+
+@pytest.fixture
+def trainer_app(make_app, tiny_model_dir, monkeypatch):
+    for name, value in TRAIN_ENV.items():
+        monkeypatch.setenv(name, value)
+    return make_app(base_model=str(tiny_model_dir), auto_train_threshold=10)
+
+
+def wait_for_run(client, headers, run_id, timeout=300, until=None):
+    """The run once ``until(run)`` holds; by default once it has finished and its supervisor let the lease go."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = client.get("/api/admin/training", headers=headers).get_json()["runs"]
+        run = next(r for r in runs if r["id"] == run_id)
+        if until(run) if until else (run["status"] != "running" and lease_holder(client, headers) is None):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not get there in {timeout}s")
+
+
+def lease_holder(client, headers):
+    return client.get("/api/stats", headers=headers).get_json()["auto_training"]["lease_holder"]
+
+
+def test_admin_starts_a_run_sees_its_progress_and_gets_a_version(trainer_app, fake_groq, admin_headers, settings):
+    client = trainer_app.test_client()
+    hold_conversations(client, fake_groq)
+
+    started = client.post("/api/admin/training", headers=admin_headers)
+    again = client.post("/api/admin/training", headers=admin_headers)
+    live = wait_for_run(client, admin_headers, started.get_json()["run_id"], until=lambda r: r["step"] > 0)
+    run = wait_for_run(client, admin_headers, started.get_json()["run_id"])
+
+    assert started.status_code == 202 and again.status_code == 409
+    assert again.get_json()["error"]["code"] == "training_running"
+    assert live["total_steps"] >= live["step"] > 0 and live["losses"]
+    assert run["status"] == "succeeded" and run["trigger"] == "admin" and run["step"] == run["total_steps"]
+    models = client.get("/api/admin/models", headers=admin_headers).get_json()
+    assert models["active"] == run["version"]
+    assert models["versions"][0]["name"] == run["version"] and models["versions"][0]["active"]
+    assert models["versions"][0]["metrics"]["candidate_loss"] == pytest.approx(run["candidate_loss"])
+    stats = client.get("/api/stats", headers=admin_headers).get_json()
+    assert stats["active_model"] == run["version"] and stats["auto_training"]["running"] is None
+    assert stats["eligible_since_last_training"] == 0 and stats["auto_training"]["lease_holder"] is None
+
+
+def test_killing_the_training_child_fails_the_run_frees_the_lease_and_keeps_serving(
+        trainer_app, fake_groq, admin_headers, settings, monkeypatch):
+    client = trainer_app.test_client()
+    hold_conversations(client, fake_groq)
+    first = wait_for_run(client, admin_headers, client.post("/api/admin/training", headers=admin_headers)
+                         .get_json()["run_id"])["version"]
+    monkeypatch.setenv("TRAIN_EPOCHS", "200")  # long enough to be killed midway
+    run_id = client.post("/api/admin/training", headers=admin_headers).get_json()["run_id"]
+    wait_for_run(client, admin_headers, run_id, until=lambda r: r["step"] > 0)
+
+    child = trainer_app.extensions["therapistai"].scheduler._child
+    os.kill(child.pid, signal.SIGKILL)
+    run = wait_for_run(client, admin_headers, run_id)
+
+    assert run["status"] == "failed" and "killed by signal 9" in run["error"]
+    assert f"Training run {run_id}:" in run["error"]  # the tail of the child's log
+    assert Registry(settings.model_dir).active().name == first
+    assert client.post("/api/chat", json={"message": "still there?"}).status_code == 200
+    scheduler = trainer_app.extensions["therapistai"].scheduler
+    assert scheduler.cooldown_left() > 0 and scheduler.check() is None  # no auto-trigger during the cooldown
+
+
+def test_activate_rolls_back_and_unknown_versions_are_404(trainer_app, fake_groq, admin_headers, settings,
+                                                         make_app):
+    client = trainer_app.test_client()
+    hold_conversations(client, fake_groq)
+    older = wait_for_run(client, admin_headers, client.post("/api/admin/training", headers=admin_headers)
+                         .get_json()["run_id"])["version"]
+    newer = wait_for_run(client, admin_headers, client.post("/api/admin/training", headers=admin_headers)
+                         .get_json()["run_id"])["version"]
+
+    rolled_back = client.post(f"/api/admin/models/{older}/activate", headers=admin_headers)
+    unknown = client.post("/api/admin/models/model_19990101_000000/activate", headers=admin_headers)
+    traversal = client.post("/api/admin/models/..%2F..%2Fetc/activate", headers=admin_headers)
+    unauthorised = client.post(f"/api/admin/models/{newer}/activate")
+
+    assert rolled_back.status_code == 200 and rolled_back.get_json() == {"active": older}
+    assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "model_not_found"
+    assert traversal.status_code == 404 and unauthorised.status_code == 401
+    restarted = make_app(base_model=settings.base_model).test_client()  # runs, versions and ACTIVE persist
+    models = restarted.get("/api/admin/models", headers=admin_headers).get_json()
+    assert models["active"] == older and {v["name"] for v in models["versions"]} == {older, newer}
+    runs = restarted.get("/api/admin/training", headers=admin_headers).get_json()["runs"]
+    assert [r["version"] for r in runs] == [newer, older]
