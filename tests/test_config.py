@@ -16,6 +16,16 @@ def test_defaults_match_the_design():
     assert settings.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
+def test_auto_training_and_local_model_flags():
+    settings = Settings.from_env({"AUTO_TRAIN_COOLDOWN": "30", "MODEL_POLL_SECONDS": "2.5", "LOCAL_TIMEOUT": "9",
+                                  "LOCAL_TEMPERATURE": "0", "LOCAL_MAX_NEW_TOKENS": "64", "LOCAL_QUANTIZE": "0"})
+
+    assert Settings.from_env({}).auto_train_cooldown == 600 and settings.auto_train_cooldown == 30
+    local = settings.local
+    assert (local.poll_seconds, local.timeout, local.temperature, local.max_new_tokens) == (2.5, 9, 0, 64)
+    assert local.quantize is False and Settings.from_env({}).local.quantize is True
+
+
 def test_database_url_wins_over_db_url():
     assert Settings.from_env({"DB_URL": "sqlite:///b.db"}).database_url == "sqlite:///b.db"
     assert Settings.from_env({"DB_URL": "sqlite:///b.db", "DATABASE_URL": "sqlite:///a.db"}).database_url == "sqlite:///a.db"
@@ -37,6 +47,9 @@ def test_boolean_flags_accept_common_spellings(value, expected):
     ("AUTO_TRAIN_THRESHOLD", "0"), ("AUTO_TRAIN_THRESHOLD", "1.5"), ("MAX_MESSAGE_CHARS", "-1"),
     ("HISTORY_TURNS", "ten"), ("WEB_CONCURRENCY", "0"), ("USE_LOCAL_AI", "maybe"),
     ("ENABLE_AUTO_TRAINING", "2"), ("TRAINING_CONSENT_DEFAULT", "sure"), ("LOG_LEVEL", "LOUD"),
+    ("AUTO_TRAIN_COOLDOWN", "-5"), ("MODEL_POLL_SECONDS", "0"), ("LOCAL_TIMEOUT", "never"),
+    ("LOCAL_TEMPERATURE", "-1"), ("LOCAL_TOP_P", "2"), ("LOCAL_MAX_NEW_TOKENS", "0"), ("LOCAL_QUANTIZE", "int4"),
+    ("TRAIN_BF16", "maybe"),
 ])
 def test_bad_values_name_the_flag(name, value):
     with pytest.raises(ConfigError, match=name):

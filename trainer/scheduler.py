@@ -74,12 +74,14 @@ class Scheduler:
     def run_forever(self) -> None:
         """Check, supervise a run when one is due, wait for the next notify or poll; until stopped."""
         while not self._stop.is_set():
+            ran = None
             try:
-                self.check()
+                ran = self.check()
             except Exception:  # the database may be away for a moment; the loop must survive it
                 log.exception("Checking whether to train failed")
             self._stop.wait(MIN_CHECK_INTERVAL)
-            self._wake.wait(POLL_SECONDS)
+            if ran is None:  # after a run, look again at once: messages arrived while it trained
+                self._wake.wait(POLL_SECONDS)
             self._wake.clear()
 
     def stop(self) -> None:
