@@ -13,7 +13,7 @@ from storage import migrate
 from storage.engine import is_persistent, log_startup, make_engine
 from storage.repo import Repo
 from trainer.scheduler import Scheduler
-from web import admin, chat, health, sessions, training
+from web import admin, chat, health, pages, sessions, training
 from web.errors import register_error_handlers
 from web.json_provider import JSONProvider
 from web.services import Services, init_app
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
     init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local), scheduler=scheduler))
     register_error_handlers(app)
-    for blueprint in (chat.bp, sessions.bp, admin.bp, training.bp, health.bp):
+    for blueprint in (pages.bp, chat.bp, sessions.bp, admin.bp, training.bp, health.bp):
         app.register_blueprint(blueprint)
     return app
 

@@ -1,0 +1,168 @@
+"""The chat page and the admin dashboard in a real headless Chromium, against the app and the fake Groq."""
+
+import re
+import time
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from storage.training_runs import TrainingRuns
+from tests.browser import chromium, screenshots, served, wait_until
+from tests.conftest import ADMIN_TOKEN, save_version, stored
+from tests.fakes.groq_server import Behaviour
+from trainer.registry import Registry
+
+REPLY = "That sounds like a heavy week. What has helped you before when things felt this way?"
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the browser, not the database
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def site(app, browser):
+    with served(app) as base_url:
+        browser.get(f"{base_url}/")
+        browser.execute_script("localStorage.clear(); sessionStorage.clear();")
+        yield base_url
+
+
+def say(browser, text):
+    box = browser.find_element(By.ID, "message")
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)  # the keyboard path: Enter sends
+
+
+def texts(browser, author):
+    return [e.text for e in browser.find_elements(By.CSS_SELECTOR, f"#messages .message.{author} .text")]
+
+
+def reply_done(browser):
+    return not browser.find_elements(By.CSS_SELECTOR, "#messages [aria-busy]")
+
+
+def test_a_reply_streams_in_word_by_word(browser, site, fake_groq, app):
+    fake_groq.default = Behaviour(text=REPLY, chunk_delay=0.15)
+    browser.get(f"{site}/")
+
+    say(browser, "I had a hard week")
+    partial = wait_until(lambda: next((t for t in texts(browser, "assistant") if t and t != REPLY), None),
+                         what="a partial reply")
+    wait_until(lambda: texts(browser, "assistant") == [REPLY] and reply_done(browser), what="the whole reply")
+
+    assert REPLY.startswith(partial) and len(partial) < len(REPLY)  # seen while it was still arriving
+    assert texts(browser, "user") == ["I had a hard week"]
+    assert browser.find_element(By.ID, "crisis-banner").is_displayed() is False
+    live = browser.find_element(By.ID, "messages")
+    assert live.get_attribute("aria-live") == "polite"
+    assert [r["content"] for r in stored(app)] == ["I had a hard week", REPLY]
+    assert stored(app, "chat_sessions")[0]["training_consent"]  # the checkbox, checked by default
+
+
+def test_a_crisis_message_shows_the_resources_in_a_banner_that_stays(browser, site, fake_groq):
+    fake_groq.default = Behaviour(text=REPLY)
+    browser.get(f"{site}/")
+
+    say(browser, "I want to kill myself")
+    banner = wait_until(lambda: (b := browser.find_element(By.ID, "crisis-banner")).is_displayed() and b,
+                        what="the crisis banner")
+    wait_until(lambda: reply_done(browser))
+    say(browser, "thank you")
+    wait_until(lambda: len(texts(browser, "assistant")) == 2 and reply_done(browser))
+
+    assert "988" in banner.text and banner.get_attribute("role") == "alert"
+    assert banner.is_displayed()  # still there after the next, calm reply
+    assert "988" in texts(browser, "assistant")[0]
+    assert len(fake_groq.received) == 1  # the crisis turn never reached the model
+
+
+def test_reload_keeps_the_conversation_and_delete_empties_it(browser, site, fake_groq, app):
+    fake_groq.default = Behaviour(text=REPLY)
+    browser.get(f"{site}/")
+    browser.find_element(By.CSS_SELECTOR, "input[name=role][value=clinician]").click()
+    browser.find_element(By.ID, "consent").click()  # no training on this one
+    say(browser, "Patient reports poor sleep")
+    wait_until(lambda: texts(browser, "assistant") == [REPLY] and reply_done(browser))
+
+    browser.refresh()
+    wait_until(lambda: texts(browser, "assistant") == [REPLY], what="the history after a reload")
+    assert texts(browser, "user") == ["Patient reports poor sleep"]
+    assert browser.find_element(By.CSS_SELECTOR, "input[name=role][value=clinician]").is_selected()
+    session = stored(app, "chat_sessions")[0]
+    assert session["role"] == "clinician" and not session["training_consent"]
+
+    browser.find_element(By.ID, "delete").click()
+    browser.find_element(By.ID, "confirm-delete-yes").click()
+    wait_until(lambda: not browser.find_elements(By.CSS_SELECTOR, "#messages .message"), what="an empty list")
+    browser.refresh()
+    time.sleep(0.5)
+
+    assert not browser.find_elements(By.CSS_SELECTOR, "#messages .message")
+    assert stored(app) == [] and stored(app, "chat_sessions")[0]["erased_at"] is not None
+
+
+def test_chat_page_screenshots_at_desktop_and_phone_width(browser, site, fake_groq):
+    fake_groq.default = Behaviour(text=REPLY)
+    browser.get(f"{site}/")
+    say(browser, "I feel anxious before work")
+    wait_until(lambda: texts(browser, "assistant") == [REPLY])
+
+    paths = screenshots(browser, "chat")
+    phone_width = browser.execute_script("return document.documentElement.scrollWidth")
+
+    assert all(p.stat().st_size > 5000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    assert phone_width <= 1280  # reset to desktop after the phone shot
+    browser.set_window_size(390, 844)
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+
+
+def test_the_dashboard_rejects_a_wrong_token_then_shows_runs_and_activates_a_version(
+        browser, site, app, settings, tiny_model_dir, client):
+    older = save_version(settings.model_dir, tiny_model_dir)
+    newer = save_version(settings.model_dir, tiny_model_dir)
+    runs = TrainingRuns(app.extensions["therapistai"].repo.engine)
+    run = runs.start("auto").id
+    for step, value in enumerate((2.5, 1.9, 1.2, 0.8), start=1):
+        runs.progress(run, step, 4, value, 0)
+    runs.finish(run, "succeeded", version=newer, base_loss=2.6, candidate_loss=0.9)
+    client.post("/api/chat", json={"message": "hello"})
+    browser.get(f"{site}/admin")
+
+    browser.find_element(By.ID, "token").send_keys("not-the-token", Keys.ENTER)
+    error = wait_until(lambda: browser.find_element(By.ID, "sign-in-error").text, what="the wrong-token message")
+    assert "not accepted" in error and not browser.find_element(By.ID, "dashboard").is_displayed()
+
+    browser.find_element(By.ID, "token").send_keys(ADMIN_TOKEN, Keys.ENTER)
+    wait_until(lambda: browser.find_element(By.ID, "dashboard").is_displayed(), what="the dashboard")
+    run_item = browser.find_element(By.CSS_SELECTOR, f"#runs [data-run-id='{run}']")
+    assert "succeeded" in run_item.text and newer in run_item.text
+    points = run_item.find_element(By.CSS_SELECTOR, "polyline").get_attribute("points").split()
+    assert len(points) == 4 and float(points[0].split(",")[1]) < float(points[-1].split(",")[1])  # loss falls
+    assert browser.find_elements(By.CSS_SELECTOR, "#per-day rect.bar-user")
+    flags = {e.get_attribute("data-flag"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "#flags dd")}
+    assert flags["USE_LOCAL_AI"].startswith("0") and flags["Database"].startswith("sqlite")
+    assert browser.find_element(By.ID, "eligible").get_attribute("max") == "100"
+
+    browser.find_element(By.CSS_SELECTOR, f"tr[data-version='{older}'] button").click()
+    wait_until(lambda: Registry(settings.model_dir).active().name == older, what="the activation")
+    wait_until(lambda: "active" == browser.find_element(By.CSS_SELECTOR, f"tr[data-version='{older}'] td:nth-child(2)")
+               .text, what="the table to follow")
+    screenshots(browser, "admin")
+    browser.refresh()  # the token is kept for this browser session
+    wait_until(lambda: browser.find_element(By.ID, "dashboard").is_displayed(), what="the dashboard after reload")
+
+
+def test_pages_load_nothing_from_outside_the_service(client):
+    for path in ("/", "/admin"):
+        page = client.get(path)
+        assert page.status_code == 200 and "default-src 'self'" in page.headers["Content-Security-Policy"]
+        sources = re.findall(r'(?:src|href)="([^"]+)"', page.get_data(as_text=True))
+        assert sources and all(s.startswith(("/", "#", "data:")) for s in sources), sources
+        for source in (s for s in sources if s.startswith("/static/")):
+            body = client.get(source).get_data(as_text=True)
+            assert not re.search(r"""(?:url\(|import |src=|fetch\()\s*["']?https?://""", body), source
