@@ -4,9 +4,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import sse_events, save_version, stored
+from tests.conftest import save_version, sse_events, stored
 from tests.fakes.groq_server import Behaviour
 
 # Greedy decoding of the random tiny model: the same reply every time, and no early end-of-turn.

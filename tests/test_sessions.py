@@ -70,6 +70,7 @@ def test_delete_erases_the_conversation_and_only_it(app, client):
     again = client.post("/api/chat", json={"message": "back?", "session_id": gone["session_id"]})
     assert again.status_code == 410 and again.get_json()["error"]["code"] == "session_deleted"
     assert client.delete(f"/api/sessions/{gone['session_id']}").status_code == 410
+    assert client.get(f"/api/sessions/{kept['session_id']}/messages").status_code == 200
 
 
 def test_history_survives_a_restart_on_the_same_database(make_app):

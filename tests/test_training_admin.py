@@ -6,8 +6,6 @@ import time
 
 import pytest
 
-from tests.conftest import stored
-from tests.fakes.groq_server import Behaviour
 from tests.test_trainer_e2e import hold_conversations
 from trainer.registry import Registry
 

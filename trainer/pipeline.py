@@ -9,13 +9,13 @@ from dataclasses import asdict
 from importlib.metadata import version as package_version
 
 from config import Settings
+from hardware import set_torch_threads
 from storage import migrate
 from storage.engine import make_engine
 from storage.repo import Repo
 from storage.training_runs import TrainingRuns
 from trainer.dataset import Split, load_split, to_datasets
 from trainer.evaluate import eval_loss, gate
-from hardware import set_torch_threads
 from trainer.finetune import TrainerError, load_base, train, wrap_for_training
 from trainer.registry import Registry
 from trainer.tokens import Features, render
