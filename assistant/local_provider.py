@@ -46,12 +46,6 @@ class LocalProvider:
         self._watcher = threading.Thread(target=self._watch, name="local-model-watcher", daemon=True)
         self._watcher.start()
 
-    @property
-    def model(self) -> str:
-        """The version answering now."""
-        loaded = self.loaded
-        return loaded.version if loaded else "local"
-
     def status(self) -> dict:
         """What this process serves, for /api/stats."""
         loaded = self.loaded

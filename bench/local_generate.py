@@ -51,7 +51,7 @@ def plain_generate(model, tokenizer, messages: list[dict], new_tokens: int) -> d
     return {"tokens": generated, "tokens_per_s": generated / seconds, "ttft_s": ttft}
 
 
-def provider(provider, messages: list[dict]) -> dict:
+def local_reply(local, messages: list[dict]) -> dict:
     """A streamed reply through the LocalProvider, as the chat endpoint consumes it.
 
     ``stream()`` returns once the first token exists (so that a failure can still fall
@@ -59,7 +59,7 @@ def provider(provider, messages: list[dict]) -> dict:
     than the model's vocabulary, so deltas cannot be timed: many random tokens decode to ''.
     """
     started = time.perf_counter()
-    stream = provider.stream(messages)
+    stream = local.stream(messages)
     first = time.perf_counter()
     for _ in stream:
         pass
@@ -94,7 +94,7 @@ def run_side(side: str, folder: Path, messages: list[dict], new_tokens: int, rep
             while local.loaded is None:
                 assert local.load_error is None, local.load_error
                 time.sleep(0.1)
-        run = lambda: provider(local, messages)  # noqa: E731
+        run = lambda: local_reply(local, messages)  # noqa: E731
     run()  # warm-up: first calls allocate and fill caches
     results = [run() for _ in range(repeats)]
     return {key: statistics.median(r[key] for r in results) for key in ("tokens", "tokens_per_s", "ttft_s")}

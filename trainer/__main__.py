@@ -98,7 +98,7 @@ def cmd_export(settings: Settings, args) -> int:
 
 def cmd_models(settings: Settings, _args) -> int:
     """Print the versions, newest first."""
-    registry = Registry(settings.model_dir, settings.model_keep)
+    registry = Registry.from_settings(settings)
     active = registry.active()
     versions = registry.versions()
     if not versions:
@@ -114,7 +114,7 @@ def cmd_models(settings: Settings, _args) -> int:
 
 def cmd_activate(settings: Settings, args) -> int:
     """Point ACTIVE at a version."""
-    version = Registry(settings.model_dir, settings.model_keep).activate(args.version)
+    version = Registry.from_settings(settings).activate(args.version)
     print(f"active: {version.name}")
     return 0
 
@@ -123,13 +123,14 @@ def cmd_status(settings: Settings, _args) -> int:
     """Recent runs, the active version, and eligible data against the threshold, as JSON."""
     from storage.repo import Repo
     from storage.training_runs import TrainingRuns
+    from trainer.scheduler import eligible_since_last_training
 
     engine = _database(settings)
     runs = TrainingRuns(engine)
-    active = Registry(settings.model_dir, settings.model_keep).active()
+    active = Registry.from_settings(settings).active()
     print(json.dumps({
         "active_version": active.name if active else None,
-        "eligible_since_last_training": Repo(engine).count_eligible_replies(runs.last_watermark()),
+        "eligible_since_last_training": eligible_since_last_training(Repo(engine), runs),
         "auto_train_threshold": settings.auto_train_threshold,
         "runs": [{"id": r.id, "status": r.status, "trigger": r.trigger, "step": r.step, "total_steps": r.total_steps,
                   "loss": r.loss, "version": r.version, "error": r.error} for r in runs.recent(5)],

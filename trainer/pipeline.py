@@ -18,6 +18,7 @@ from trainer.dataset import Split, load_split, to_datasets
 from trainer.evaluate import eval_loss, gate
 from trainer.finetune import TrainerError, load_base, train, wrap_for_training
 from trainer.registry import Registry
+from trainer.scheduler import eligible_since_last_training
 from trainer.tokens import Features, render
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def run_training(settings: Settings, run_id: int | None = None, trigger: str = "
     engine = make_engine(settings.database_url)
     migrate.upgrade(engine)
     repo, runs = Repo(engine), TrainingRuns(engine)
-    registry = Registry(settings.model_dir, settings.model_keep)
+    registry = Registry.from_settings(settings)
     try:
         registry.check_writable()
         split = load_split(repo, settings.history_turns, settings.train.eval_fraction)
@@ -56,7 +57,7 @@ def _check_enough_data(settings: Settings, repo: Repo, runs: TrainingRuns, split
     if not split.train:
         raise TrainerError("No eligible conversations to train on yet: training needs Groq replies, "
                            "in conversations with training consent, on calm turns.")
-    new = repo.count_eligible_replies(runs.last_watermark())
+    new = eligible_since_last_training(repo, runs)
     if not force and new < settings.auto_train_threshold:
         raise TrainerError(f"Only {new} new eligible replies since the last training; AUTO_TRAIN_THRESHOLD is "
                            f"{settings.auto_train_threshold}. Use --force to train anyway.")

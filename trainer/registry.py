@@ -49,6 +49,11 @@ class Registry:
         self.root = Path(root)
         self.keep = keep
 
+    @classmethod
+    def from_settings(cls, settings) -> "Registry":
+        """The registry at MODEL_DIR, keeping MODEL_KEEP versions."""
+        return cls(settings.model_dir, settings.model_keep)
+
     def check_writable(self) -> None:
         """Fail early, with the folder named, when versions cannot be written."""
         try:

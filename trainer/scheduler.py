@@ -95,7 +95,7 @@ class Scheduler:
 
     def eligible_since_last_training(self) -> int:
         """Replies that may become training examples, newer than the last completed run's watermark."""
-        return self.repo.count_eligible_replies(self.runs.last_watermark())
+        return eligible_since_last_training(self.repo, self.runs)
 
     def cooldown_left(self) -> float:
         """Seconds until auto-training may trigger again after a failed run; 0 when it may now."""
@@ -229,6 +229,11 @@ class Scheduler:
                       run_id, self.settings.auto_train_cooldown)
         else:
             log.info("Training run %s finished: %s, version %s", run_id, run.status, run.version)
+
+
+def eligible_since_last_training(repo: Repo, runs: TrainingRuns) -> int:
+    """Replies that may become training examples, newer than the last completed run's watermark."""
+    return repo.count_eligible_replies(runs.last_watermark())
 
 
 def _relay(stream, tail: deque[str]) -> None:

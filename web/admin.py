@@ -20,7 +20,7 @@ def stats():
     svc = services()
     settings, scheduler, local = svc.settings, svc.scheduler, svc.assistant.local
     running = scheduler.runs.running()
-    active = Registry(settings.model_dir, settings.model_keep).active()
+    active = Registry.from_settings(settings).active()
     return jsonify({
         **svc.repo.totals(),
         "messages_per_day": svc.repo.messages_per_day(),

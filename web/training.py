@@ -42,7 +42,7 @@ def start():
 @admin_only
 def models():
     """Model versions with their metrics, newest first, and which one is active."""
-    registry = _registry()
+    registry = Registry.from_settings(services().settings)
     active = registry.active()
     return jsonify({"active": active and active.name,
                     "versions": [version_json(v, active) for v in registry.versions()]})
@@ -53,7 +53,7 @@ def models():
 def activate(version: str):
     """Make a version active: promote a rejected candidate or roll back to an older one."""
     try:
-        activated = _registry().activate(version)
+        activated = Registry.from_settings(services().settings).activate(version)
     except RegistryError:
         raise ApiError(404, "model_not_found", f"No intact model version named {version!r}; "
                        "GET /api/admin/models lists them.") from None
@@ -73,7 +73,3 @@ def version_json(version: Version, active: Version | None) -> dict:
             "examples": meta.get("examples", {}), "gate": meta.get("gate", {}),
             "duration_s": meta.get("duration_s")}
 
-
-def _registry() -> Registry:
-    settings = services().settings
-    return Registry(settings.model_dir, settings.model_keep)
