@@ -30,8 +30,10 @@ RUN if [ "$DOWNLOAD_BASE_MODEL" = "1" ]; then \
         python -c "import os; from huggingface_hub import snapshot_download; snapshot_download(os.environ['BASE_MODEL'])"; \
     fi
 
-COPY config.py api.py gunicorn.conf.py alembic.ini ./
+COPY config.py api.py hardware.py gunicorn.conf.py alembic.ini ./
 COPY assistant/ assistant/
+COPY jobs/ jobs/
+COPY registry/ registry/
 COPY storage/ storage/
 COPY migrations/ migrations/
 COPY trainer/ trainer/

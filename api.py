@@ -9,10 +9,10 @@ from flask import Flask
 from assistant.groq_provider import GroqProvider
 from assistant.router import Router
 from config import Settings, configure_logging
-from storage import migrate
-from storage.engine import is_persistent, log_startup, make_engine
+from jobs.trigger import Trigger
+from storage.engine import is_persistent, log_startup
+from storage.migrate import migrated_engine
 from storage.repo import Repo
-from trainer.scheduler import Scheduler
 from web import admin, chat, health, pages, sessions, training
 from web.errors import register_error_handlers
 from web.json_provider import JSONProvider
@@ -29,9 +29,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.json = JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    engine = make_engine(settings.database_url)
+    engine = migrated_engine(settings.database_url)
     log_startup(engine, is_persistent(engine, settings.on_railway, settings.is_on_volume), settings.on_railway)
-    migrate.upgrade(engine)
     warn_if_models_ephemeral(settings)
     groq = GroqProvider(settings)
     if not groq.configured:
@@ -41,12 +40,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         from assistant.local_provider import LocalProvider
 
         local = LocalProvider(settings.model_dir, settings.local)
-    scheduler = Scheduler(settings, engine)
+    trigger = Trigger.from_settings(settings, engine)
     if settings.enable_auto_training:
-        scheduler.start()
+        trigger.start()
     log.info("USE_LOCAL_AI=%d ENABLE_AUTO_TRAINING=%d AUTO_TRAIN_THRESHOLD=%d",
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
-    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local), scheduler=scheduler))
+    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local), training=trigger))
     register_error_handlers(app)
     for blueprint in (pages.bp, chat.bp, sessions.bp, admin.bp, training.bp, health.bp):
         app.register_blueprint(blueprint)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -132,33 +132,34 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Parse the flags from ``environ`` (the process environment by default)."""
         env = _Env(os.environ if environ is None else environ)
+        d = cls()
         volume = env.text("RAILWAY_VOLUME_MOUNT_PATH")
         return cls(
             groq_api_key=env.text("GROQ_API_KEY"),
-            groq_model=env.text("GROQ_MODEL") or cls.groq_model,
+            groq_model=env.text("GROQ_MODEL") or d.groq_model,
             groq_base_url=env.text("GROQ_BASE_URL"),
-            groq_timeout=env.number("GROQ_TIMEOUT", cls.groq_timeout, float, minimum=0.1),
-            groq_max_retries=env.number("GROQ_MAX_RETRIES", cls.groq_max_retries, int, minimum=0),
-            groq_max_tokens=env.number("GROQ_MAX_TOKENS", cls.groq_max_tokens, int, minimum=1),
-            database_url=env.text("DATABASE_URL") or env.text("DB_URL") or DEFAULT_DATABASE_URL,
-            use_local_ai=env.flag("USE_LOCAL_AI", False),
-            enable_auto_training=env.flag("ENABLE_AUTO_TRAINING", False),
-            auto_train_threshold=env.number("AUTO_TRAIN_THRESHOLD", 100, int, minimum=1),
-            auto_train_cooldown=env.number("AUTO_TRAIN_COOLDOWN", cls.auto_train_cooldown, float, minimum=0),
-            model_dir=env.text("MODEL_DIR") or volume or cls.model_dir,
-            base_model=env.text("BASE_MODEL") or cls.base_model,
+            groq_timeout=env.number("GROQ_TIMEOUT", d.groq_timeout, float, minimum=0.1),
+            groq_max_retries=env.number("GROQ_MAX_RETRIES", d.groq_max_retries, int, minimum=0),
+            groq_max_tokens=env.number("GROQ_MAX_TOKENS", d.groq_max_tokens, int, minimum=1),
+            database_url=_database_url(env),
+            use_local_ai=env.flag("USE_LOCAL_AI", d.use_local_ai),
+            enable_auto_training=env.flag("ENABLE_AUTO_TRAINING", d.enable_auto_training),
+            auto_train_threshold=env.number("AUTO_TRAIN_THRESHOLD", d.auto_train_threshold, int, minimum=1),
+            auto_train_cooldown=env.number("AUTO_TRAIN_COOLDOWN", d.auto_train_cooldown, float, minimum=0),
+            model_dir=env.text("MODEL_DIR") or volume or d.model_dir,
+            base_model=env.text("BASE_MODEL") or d.base_model,
             admin_token=env.text("ADMIN_TOKEN"),
-            max_message_chars=env.number("MAX_MESSAGE_CHARS", 4000, int, minimum=1),
-            history_turns=env.number("HISTORY_TURNS", 10, int, minimum=0),
-            training_consent_default=env.flag("TRAINING_CONSENT_DEFAULT", True),
-            crisis_resources=env.text("CRISIS_RESOURCES") or DEFAULT_CRISIS_RESOURCES,
-            model_keep=env.number("MODEL_KEEP", 3, int, minimum=1),
+            max_message_chars=env.number("MAX_MESSAGE_CHARS", d.max_message_chars, int, minimum=1),
+            history_turns=env.number("HISTORY_TURNS", d.history_turns, int, minimum=0),
+            training_consent_default=env.flag("TRAINING_CONSENT_DEFAULT", d.training_consent_default),
+            crisis_resources=env.text("CRISIS_RESOURCES") or d.crisis_resources,
+            model_keep=env.number("MODEL_KEEP", d.model_keep, int, minimum=1),
             train=TrainSettings.from_env(env),
             local=LocalSettings.from_env(env),
-            port=env.number("PORT", 8000, int, minimum=1, maximum=65535),
-            web_concurrency=env.number("WEB_CONCURRENCY", 2, int, minimum=1),
-            web_threads=env.number("WEB_THREADS", 4, int, minimum=1),
-            log_level=env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            port=env.number("PORT", d.port, int, minimum=1, maximum=65535),
+            web_concurrency=env.number("WEB_CONCURRENCY", d.web_concurrency, int, minimum=1),
+            web_threads=env.number("WEB_THREADS", d.web_threads, int, minimum=1),
+            log_level=env.choice("LOG_LEVEL", d.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
             railway_environment=env.text("RAILWAY_ENVIRONMENT"),
             railway_volume_mount_path=volume,
         )
@@ -174,6 +175,49 @@ class Settings:
             return False
         volume = Path(self.railway_volume_mount_path).resolve()
         return Path(path).resolve().is_relative_to(volume)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How one training run is made: written into its record when it is claimed, read back by the child.
+
+    The training child reads nothing else but the database URL from its environment, so a
+    ``Settings`` built in code trains exactly as one parsed from flags; every version's
+    metadata.json copies this dict.
+    """
+
+    base_model: str
+    model_dir: str
+    model_keep: int
+    history_turns: int
+    log_level: str
+    train: TrainSettings
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RunConfig":
+        """The parts of the service's settings that a training run uses."""
+        return cls(base_model=settings.base_model, model_dir=str(settings.model_dir),
+                   model_keep=settings.model_keep, history_turns=settings.history_turns,
+                   log_level=settings.log_level, train=settings.train)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        """Read back what ``to_dict`` wrote into a run record."""
+        return cls(**{**data, "train": TrainSettings(**data["train"])})
+
+    def to_dict(self) -> dict:
+        """Plain JSON types, for the run record and the version's metadata."""
+        return asdict(self)
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """DATABASE_URL, or DB_URL, or the default SQLite file: all the training child reads from its environment."""
+    return _database_url(_Env(os.environ if environ is None else environ))
+
+
+def _database_url(env: "_Env") -> str:
+    """DATABASE_URL wins over DB_URL; the SQLite file under data/ when neither is set."""
+    return env.text("DATABASE_URL") or env.text("DB_URL") or DEFAULT_DATABASE_URL
 
 
 def configure_logging(level: str) -> None:

@@ -25,7 +25,7 @@ from typing import Iterator
 
 from assistant.completion import Completion, ProviderError, ProviderFailed, ProviderTimeout, ProviderUnavailable
 from config import LocalSettings
-from trainer.registry import Registry, Version
+from registry.versions import Registry, Version
 
 log = logging.getLogger(__name__)
 

@@ -76,7 +76,7 @@ def run_side(side: str, folder: Path, messages: list[dict], new_tokens: int, rep
     from assistant.local_provider import LocalProvider
     from config import LocalSettings
     from hardware import set_torch_threads
-    from trainer.registry import Registry
+    from registry.versions import Registry
 
     if side == "plain_generate":
         set_torch_threads(0)

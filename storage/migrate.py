@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from storage.engine import writer
+from storage.engine import make_engine, writer
 
 log = logging.getLogger(__name__)
 
@@ -33,3 +33,10 @@ def upgrade(engine: Engine) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     log.info("Database schema is at the newest revision")
+
+
+def migrated_engine(database_url: str) -> Engine:
+    """The engine every entry point uses: web workers, the training supervisor and its child, the CLI."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    return engine

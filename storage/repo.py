@@ -35,6 +35,8 @@ ELIGIBLE_REPLY = (
     ChatSession.training_consent.is_(True),
     ChatSession.erased_at.is_(None),
 )
+NO_ELIGIBLE_REPLIES = ("No eligible conversations to train on yet: training needs Groq replies, "
+                       "in conversations with training consent, on calm turns.")
 
 
 @dataclass

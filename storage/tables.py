@@ -106,6 +106,7 @@ class TrainingRun(Base):
     candidate_loss: Mapped[float | None]  # ... of this run's model
     version: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict | None] = mapped_column(JSON)  # config.RunConfig: what the training child runs with
 
 
 class Lease(Base):

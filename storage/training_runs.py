@@ -11,15 +11,19 @@ FINISHED = ("succeeded", "rejected", "failed")
 # A rejected run trained on its data too: its watermark counts, or every
 # rejection would trigger the same run again at once.
 COMPLETED = ("succeeded", "rejected")
+# What the admin API and the CLI show of a run.
+RUN_FIELDS = ("id", "status", "trigger", "started_at", "finished_at", "duration_s", "step", "total_steps", "loss",
+              "eta_s", "losses", "train_examples", "eval_examples", "base_loss", "active_loss", "candidate_loss",
+              "version", "error")
 
 
 class TrainingRuns(Store):
     """Short transactions over the training_runs table."""
 
-    def start(self, trigger: str) -> TrainingRun:
-        """Record a new run as running."""
+    def start(self, trigger: str, config: dict) -> TrainingRun:
+        """Record a new run as running, with the settings its training process will read."""
         with self._write() as db:
-            run = TrainingRun(status="running", trigger=trigger, step=0, losses=[])
+            run = TrainingRun(status="running", trigger=trigger, step=0, losses=[], config=config)
             db.add(run)
             db.flush()
             return run
@@ -85,6 +89,11 @@ class TrainingRuns(Store):
         """The newest message id a completed run trained on; 0 before the first."""
         with self._read() as db:
             return db.scalar(select(func.max(TrainingRun.watermark)).where(TrainingRun.status.in_(COMPLETED))) or 0
+
+
+def run_json(run: TrainingRun) -> dict:
+    """A run as the admin API and the CLI show it."""
+    return {name: getattr(run, name) for name in RUN_FIELDS}
 
 
 def _close(run: TrainingRun, status: str, **fields) -> None:

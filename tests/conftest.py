@@ -124,7 +124,7 @@ def save_version(model_dir, source_dir, activate: bool = True) -> str:
     """A model version in MODEL_DIR made from a saved model folder, as a passed run would leave it."""
     import shutil
 
-    from trainer.registry import Registry
+    from registry.versions import Registry
 
     registry = Registry(model_dir)
     version = registry.save(lambda folder: shutil.copytree(source_dir, folder, dirs_exist_ok=True),

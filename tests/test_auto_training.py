@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from registry.versions import Registry
 from tests.conftest import ADMIN_TOKEN, stored
 from tests.fakes.groq_server import Behaviour
 from tests.servers import ROOT, gunicorn
 from tests.test_gunicorn import server_env
 from tests.test_trainer_e2e import PATTERN, hold_conversations
 from tests.test_training_admin import TRAIN_ENV
-from trainer.registry import Registry
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

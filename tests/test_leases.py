@@ -6,14 +6,11 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from storage import migrate
-from storage.engine import make_engine
+from jobs.supervisor import Supervisor
 from storage.leases import Leases
+from storage.migrate import migrated_engine
 from storage.training_runs import TrainingRuns
 from tests.conftest import stored
-from trainer.scheduler import Scheduler, TrainingBusy
 
 ROOT = Path(__file__).resolve().parent.parent
 RACER = """
@@ -28,14 +25,8 @@ print(leases.acquire(holder, 60))
 """
 
 
-def migrated(database_url):
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    return engine
-
-
 def test_processes_racing_for_the_lease_one_wins(database_url):
-    migrated(database_url).dispose()
+    migrated_engine(database_url).dispose()
     start = time.time() + 3
     racers = [subprocess.Popen([sys.executable, "-c", RACER, database_url, f"racer-{i}", str(start)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
@@ -44,11 +35,11 @@ def test_processes_racing_for_the_lease_one_wins(database_url):
 
     assert all(racer.returncode == 0 for racer in racers), [err for _, err in results]
     assert sorted(out.strip() for out, _ in results) == ["False", "False", "False", "True"]
-    assert Leases(migrated(database_url)).holder().startswith("racer-")
+    assert Leases(migrated_engine(database_url)).holder().startswith("racer-")
 
 
 def test_a_lease_nobody_renews_expires_and_can_be_taken(database_url):
-    leases = Leases(migrated(database_url))
+    leases = Leases(migrated_engine(database_url))
     assert leases.acquire("first", ttl_s=0.5)
     assert not leases.acquire("second", ttl_s=60)
     assert leases.renew("first", ttl_s=0.5)
@@ -66,21 +57,19 @@ def test_a_lease_nobody_renews_expires_and_can_be_taken(database_url):
 
 def test_taking_the_lease_closes_runs_a_stopped_holder_left_running(app, settings):
     engine = app.extensions["therapistai"].repo.engine
-    orphan = TrainingRuns(engine).start("auto").id
-    dead = Scheduler(settings, engine, lease_ttl=0.2)
+    orphan = TrainingRuns(engine).start("auto", {}).id
+    dead = Supervisor(settings, engine, lease_ttl=0.2)
     assert dead.leases.acquire(dead.holder, 0.2)  # a holder that then stopped renewing
-    alive = Scheduler(settings, engine)
-    with pytest.raises(TrainingBusy):
-        with alive.lease_held():
-            pass
+    alive = Supervisor(settings, engine)
+    assert alive.claim("manual") is None
     assert stored(app, "training_runs")[0]["status"] == "running"
 
     time.sleep(0.3)
 
-    with alive.lease_held():
-        (run,) = stored(app, "training_runs")
-        assert run["id"] == orphan and run["status"] == "failed" and "lease expired" in run["error"]
-        with pytest.raises(TrainingBusy):
-            with dead.lease_held():
-                pass
+    claimed = alive.claim("manual")
+    orphaned, current = stored(app, "training_runs")
+    assert orphaned["id"] == orphan and orphaned["status"] == "failed" and "lease expired" in orphaned["error"]
+    assert current["id"] == claimed and current["status"] == "running"
+    assert dead.claim("auto") is None
+    alive.leases.release(alive.holder)
     assert alive.leases.holder() is None

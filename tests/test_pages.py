@@ -7,11 +7,11 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+from registry.versions import Registry
 from storage.training_runs import TrainingRuns
 from tests.browser import chromium, screenshots, served, wait_until
 from tests.conftest import ADMIN_TOKEN, save_version, stored
 from tests.fakes.groq_server import Behaviour
-from trainer.registry import Registry
 
 REPLY = "That sounds like a heavy week. What has helped you before when things felt this way?"
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the browser, not the database
@@ -126,7 +126,7 @@ def test_the_dashboard_rejects_a_wrong_token_then_shows_runs_and_activates_a_ver
     older = save_version(settings.model_dir, tiny_model_dir)
     newer = save_version(settings.model_dir, tiny_model_dir)
     runs = TrainingRuns(app.extensions["therapistai"].repo.engine)
-    run = runs.start("auto").id
+    run = runs.start("auto", {}).id
     for step, value in enumerate((2.5, 1.9, 1.2, 0.8), start=1):
         runs.progress(run, step, 4, value, 0)
     runs.finish(run, "succeeded", version=newer, base_loss=2.6, candidate_loss=0.9)

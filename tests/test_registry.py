@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM
 
-from trainer.registry import Registry, RegistryError
+from registry.versions import Registry, RegistryError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def test_a_save_killed_midway_leaves_the_active_version_intact(tmp_path, tiny_mo
     registry = Registry(tmp_path)
     previous = registry.activate(save_tiny(registry, tiny_model_dir).name)
     saver = subprocess.Popen([sys.executable, "-c", (
-        "import sys; from transformers import LlamaConfig, LlamaForCausalLM; from trainer.registry import Registry\n"
+        "import sys; from transformers import LlamaConfig, LlamaForCausalLM; from registry.versions import Registry\n"
         "model = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376,"
         " num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4))\n"
         "Registry(sys.argv[1]).save(lambda f: model.save_pretrained(f), {})\n"

@@ -10,9 +10,9 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from assistant.prompts import build_messages
+from registry.versions import Registry
 from tests.conftest import stored
 from tests.fakes.groq_server import Behaviour
-from trainer.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERN = "Try breathing slowly: in for four, hold for four, out for four."
@@ -126,16 +126,21 @@ def test_train_explains_why_it_cannot_run(app, client, fake_groq, train_env, tmp
     assert "Traceback" not in result.stderr
 
 
-def test_chat_service_runs_without_training_packages(settings):
+def test_chat_service_runs_without_training_packages(client, fake_groq, settings, tmp_path):
     """The web app never imports torch; the trainer says what to install when it is missing."""
-    code = ("import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
-            "from api import create_app; from config import Settings\n"
+    hold_conversations(client, fake_groq, sessions=2, turns=1)
+    (tmp_path / "torch").mkdir()  # on PYTHONPATH: every process, the training child too, finds torch missing
+    (tmp_path / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    env = {"DATABASE_URL": settings.database_url, "PYTHONPATH": str(tmp_path)}
+    code = ("from api import create_app; from config import Settings\n"
             f"app = create_app(Settings(database_url={settings.database_url!r}))\n"
-            "assert app.test_client().get('/health').status_code == 200\n"
-            "from trainer.__main__ import main; sys.exit(main(['train', '--force']))\n")
+            "assert app.test_client().get('/health').status_code == 200\n")
 
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "DATABASE_URL": settings.database_url})
+    web = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **env})
+    result = trainer_cli("train", "--force", env=env)
 
+    assert web.returncode == 0, web.stderr
     assert result.returncode == 2, result.stderr
     assert "pip install -r requirements-training.txt" in result.stderr

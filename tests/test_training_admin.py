@@ -1,23 +1,26 @@
 """Training from the admin API: a supervised child process, progress, versions, roll back, a killed child."""
 
+import json
 import os
 import signal
 import time
+from dataclasses import replace
 
 import pytest
 
+from config import Settings
+from registry.versions import Registry
+from tests.conftest import stored
 from tests.test_trainer_e2e import hold_conversations
-from trainer.registry import Registry
 
-# What the child process reads from the environment: a learning rate that suits the tiny model.
+# A learning rate that suits the tiny model: as flags for servers, as settings for apps built in code.
 TRAIN_ENV = {"TRAIN_LR": "0.01", "TRAIN_EPOCHS": "10", "TRAIN_BATCH_TOKENS": "512", "TRAIN_GRAD_ACCUM": "1"}
+TINY_TRAIN = Settings.from_env(TRAIN_ENV).train
 
 
 @pytest.fixture
-def trainer_app(make_app, tiny_model_dir, monkeypatch):
-    for name, value in TRAIN_ENV.items():
-        monkeypatch.setenv(name, value)
-    return make_app(base_model=str(tiny_model_dir), auto_train_threshold=10)
+def trainer_app(make_app, tiny_model_dir):
+    return make_app(base_model=str(tiny_model_dir), auto_train_threshold=10, train=TINY_TRAIN)
 
 
 def wait_for_run(client, headers, run_id, timeout=300, until=None):
@@ -59,16 +62,16 @@ def test_admin_starts_a_run_sees_its_progress_and_gets_a_version(trainer_app, fa
 
 
 def test_killing_the_training_child_fails_the_run_frees_the_lease_and_keeps_serving(
-        trainer_app, fake_groq, admin_headers, settings, monkeypatch):
+        trainer_app, fake_groq, admin_headers, settings, make_app, tiny_model_dir):
     client = trainer_app.test_client()
     hold_conversations(client, fake_groq)
     first = wait_for_run(client, admin_headers, client.post("/api/admin/training", headers=admin_headers)
                          .get_json()["run_id"])["version"]
-    monkeypatch.setenv("TRAIN_EPOCHS", "200")  # long enough to be killed midway
-    run_id = client.post("/api/admin/training", headers=admin_headers).get_json()["run_id"]
+    slow_app = make_app(base_model=str(tiny_model_dir), train=replace(TINY_TRAIN, epochs=200))  # killed midway
+    run_id = slow_app.test_client().post("/api/admin/training", headers=admin_headers).get_json()["run_id"]
     wait_for_run(client, admin_headers, run_id, until=lambda r: r["step"] > 0)
 
-    child = trainer_app.extensions["therapistai"].scheduler._child
+    child = slow_app.extensions["therapistai"].training.supervisor._child
     os.kill(child.pid, signal.SIGKILL)
     run = wait_for_run(client, admin_headers, run_id)
 
@@ -76,8 +79,8 @@ def test_killing_the_training_child_fails_the_run_frees_the_lease_and_keeps_serv
     assert f"Training run {run_id}:" in run["error"]  # the tail of the child's log
     assert Registry(settings.model_dir).active().name == first
     assert client.post("/api/chat", json={"message": "still there?"}).status_code == 200
-    scheduler = trainer_app.extensions["therapistai"].scheduler
-    assert scheduler.cooldown_left() > 0 and scheduler.check() is None  # no auto-trigger during the cooldown
+    training = trainer_app.extensions["therapistai"].training
+    assert training.policy.cooldown_left() > 0 and training.check() is None  # no auto-trigger during the cooldown
 
 
 def test_activate_rolls_back_and_unknown_versions_are_404(trainer_app, fake_groq, admin_headers, settings,
@@ -102,3 +105,27 @@ def test_activate_rolls_back_and_unknown_versions_are_404(trainer_app, fake_groq
     assert models["active"] == older and {v["name"] for v in models["versions"]} == {older, newer}
     runs = restarted.get("/api/admin/training", headers=admin_headers).get_json()["runs"]
     assert [r["version"] for r in runs] == [newer, older]
+
+
+
+def test_a_run_started_from_settings_built_in_code_trains_with_them_whatever_the_environment(
+        make_app, tiny_model_dir, fake_groq, admin_headers, monkeypatch):
+    # Flags a child reading its environment would pick up: each would change the run or stop it.
+    monkeypatch.setenv("LORA_R", "7")
+    monkeypatch.setenv("TRAIN_EPOCHS", "not-a-number")
+    monkeypatch.setenv("BASE_MODEL", "/no/such/model")
+    app = make_app(base_model=str(tiny_model_dir), history_turns=1, train=replace(TINY_TRAIN, lora_r=3))
+    client = app.test_client()
+    hold_conversations(client, fake_groq)
+
+    run = wait_for_run(client, admin_headers,
+                       client.post("/api/admin/training", headers=admin_headers).get_json()["run_id"])
+
+    assert run["status"] == "succeeded", run["error"]
+    version = Registry(app.extensions["therapistai"].settings.model_dir).get(run["version"])
+    made_with = json.loads((version.path / "metadata.json").read_text())["settings"]
+    assert made_with["train"]["lora_r"] == 3 and made_with["train"]["epochs"] == TINY_TRAIN.epochs
+    assert made_with["base_model"] == str(tiny_model_dir) and made_with["history_turns"] == 1
+    (record,) = stored(app, "training_runs")
+    config = record["config"] if isinstance(record["config"], dict) else json.loads(record["config"])
+    assert config == made_with

@@ -1,109 +1,109 @@
-"""One training run, start to end: data, fine-tune, evaluate, save, promote or reject, record."""
+"""One training run, start to end: data, fine-tune, evaluate, save, promote or reject, record.
+
+The run was claimed by a supervisor, which wrote how to make it (``config.RunConfig``)
+into the run record: that record, not the environment, says what to train.
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
 import time
-from dataclasses import asdict
 from importlib.metadata import version as package_version
 
-from config import Settings
+from config import RunConfig, TrainSettings, configure_logging
 from hardware import set_torch_threads
-from storage import migrate
-from storage.engine import make_engine
-from storage.repo import Repo
+from registry.versions import Registry, RegistryError, Version
+from storage.migrate import migrated_engine
+from storage.repo import NO_ELIGIBLE_REPLIES, Repo
 from storage.training_runs import TrainingRuns
 from trainer.dataset import Split, load_split, to_datasets
-from trainer.evaluate import eval_loss, gate
+from trainer.evaluate import Verdict, eval_loss, gate
 from trainer.finetune import TrainerError, load_base, train, wrap_for_training
-from trainer.registry import Registry
-from trainer.scheduler import eligible_since_last_training
 from trainer.tokens import Features, render
 
 log = logging.getLogger(__name__)
 LIBRARIES = ("torch", "transformers", "peft", "datasets", "safetensors")
 
 
-def run_training(settings: Settings, run_id: int | None = None, trigger: str = "manual", force: bool = False) -> int:
-    """Train a new version; returns the run id. Raises TrainerError with advice when it cannot run."""
-    engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    repo, runs = Repo(engine), TrainingRuns(engine)
-    registry = Registry.from_settings(settings)
+def run_training(database_url: str, run_id: int) -> str:
+    """Train the claimed run ``run_id``; returns its outcome. Raises TrainerError with advice when it cannot run."""
+    engine = migrated_engine(database_url)
+    runs = TrainingRuns(engine)
     try:
-        registry.check_writable()
-        split = load_split(repo, settings.history_turns, settings.train.eval_fraction)
-        _check_enough_data(settings, repo, runs, split, force)
-    except Exception as e:
-        if run_id is not None:  # the supervisor made a record for this run: close it
-            runs.finish(run_id, "failed", error=str(e))
-        engine.dispose()
-        raise
-    run_id = run_id or runs.start(trigger).id
-    try:
-        outcome = _train_and_register(settings, runs, registry, split, run_id)
+        config = _claimed_config(runs, run_id)
+        configure_logging(config.log_level)
+        registry = Registry.from_settings(config)
+        split = _examples(config, Repo(engine), registry)
+        outcome = _train_and_register(config, runs, registry, split, run_id)
         runs.finish(run_id, **outcome)
-        return run_id
+        return outcome["status"]
+    except (TrainerError, RegistryError) as e:  # their messages are advice for the admin as they stand
+        runs.fail_if_running(run_id, str(e)[-2000:])
+        raise
     except BaseException as e:
-        runs.finish(run_id, "failed", error=f"{type(e).__name__}: {e}"[-2000:])
+        runs.fail_if_running(run_id, f"{type(e).__name__}: {e}"[-2000:])
         raise
     finally:
         engine.dispose()
 
 
-def _check_enough_data(settings: Settings, repo: Repo, runs: TrainingRuns, split: Split, force: bool) -> None:
-    """Refuse with a clear sentence when there is nothing (new enough) to learn from."""
+def _claimed_config(runs: TrainingRuns, run_id: int) -> RunConfig:
+    """The settings in the record of a run that is waiting for this process."""
+    run = runs.get(run_id)
+    if run is None or run.status != "running" or not run.config:
+        raise TrainerError(f"Training run {run_id} is not a claimed, running run with settings; "
+                           "start training with `python -m trainer train` or from the admin API.")
+    return RunConfig.from_dict(run.config)
+
+
+def _examples(config: RunConfig, repo: Repo, registry: Registry) -> Split:
+    """The redacted, split examples; refuses when there is nothing to learn from or nowhere to save."""
+    registry.check_writable()
+    split = load_split(repo, config.history_turns, config.train.eval_fraction)
     if not split.train:
-        raise TrainerError("No eligible conversations to train on yet: training needs Groq replies, "
-                           "in conversations with training consent, on calm turns.")
-    new = eligible_since_last_training(repo, runs)
-    if not force and new < settings.auto_train_threshold:
-        raise TrainerError(f"Only {new} new eligible replies since the last training; AUTO_TRAIN_THRESHOLD is "
-                           f"{settings.auto_train_threshold}. Use --force to train anyway.")
+        raise TrainerError(NO_ELIGIBLE_REPLIES)
+    return split
 
 
-def _train_and_register(settings: Settings, runs: TrainingRuns, registry: Registry, split: Split, run_id: int) -> dict:
-    """The heavy part: returns the fields that close the run record."""
+def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registry, split: Split, run_id: int) -> dict:
+    """Fine-tune, compare with the active version and the base model, save; the fields that close the run."""
     started = time.monotonic()
-    ts = settings.train
+    ts = config.train
     threads = set_torch_threads(ts.threads)
     log.info("Training run %s: %d train and %d eval examples, %d threads",
              run_id, len(split.train), len(split.eval), threads)
     runs.update(run_id, train_examples=len(split.train), eval_examples=len(split.eval), watermark=split.watermark)
     active = registry.active()
     active_loss = _version_loss(active.path, split, ts) if active else None
-    tokenizer, model = load_base(settings.base_model)
-    data = to_datasets(split)
-    train_features = _features(tokenizer, data["train"]["messages"], ts.max_seq_len)
-    eval_features = _features(tokenizer, data["eval"]["messages"], ts.max_seq_len) if len(data["eval"]) else []
+    tokenizer, model = load_base(config.base_model)
+    train_features, eval_features = _tokenised(tokenizer, split, ts.max_seq_len)
     base_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
     model = wrap_for_training(model, ts)
     result = train(model, train_features, tokenizer.pad_token_id, ts, _progress_reporter(runs, run_id))
     candidate_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
     verdict = gate(candidate_loss, active_loss, base_loss)
-    merged = model if ts.full_finetune else model.merge_and_unload()
-    merged.activation_checkpointing_disable()
-    merged.config.use_cache = True
     metrics = {"base_loss": base_loss, "active_loss": active_loss, "candidate_loss": candidate_loss,
                "train_loss": result.final_loss, "steps": result.steps, "supervised_tokens": result.supervised_tokens}
-    version = registry.save(
-        lambda folder: (merged.save_pretrained(folder), tokenizer.save_pretrained(folder)),
-        {"run_id": run_id, "base_model": settings.base_model, "active_at_start": active.name if active else None,
-         "examples": {"train": len(train_features), "eval": len(eval_features)}, "watermark": split.watermark,
-         "metrics": metrics, "gate": {"passed": verdict.promote, "reason": verdict.reason},
-         "duration_s": round(time.monotonic() - started, 1), "settings": asdict(ts),
-         "libraries": {name: package_version(name) for name in LIBRARIES}},
-    )
-    if verdict.promote:
-        registry.activate(version.name)
-    else:
-        log.info("Model rejected: %s (kept as %s)", verdict.reason, version.name)
-    registry.prune()
+    metadata = {"run_id": run_id, "base_model": config.base_model, "active_at_start": active.name if active else None,
+                "examples": {"train": len(train_features), "eval": len(eval_features)}, "watermark": split.watermark,
+                "metrics": metrics, "gate": {"passed": verdict.promote, "reason": verdict.reason},
+                "duration_s": round(time.monotonic() - started, 1), "settings": config.to_dict(),
+                "libraries": {name: package_version(name) for name in LIBRARIES}}
+    version = _save(registry, model, tokenizer, ts, metadata)
+    _promote_or_keep(registry, version, verdict)
     log.info("Training complete (%.1fs)", time.monotonic() - started)
     return {"status": "succeeded" if verdict.promote else "rejected", "version": version.name,
             "base_loss": base_loss, "active_loss": active_loss, "candidate_loss": candidate_loss,
             "error": None if verdict.promote else verdict.reason}
+
+
+def _tokenised(tokenizer, split: Split, max_len: int) -> tuple[list[Features], list[Features]]:
+    """The train and eval examples as token features."""
+    data = to_datasets(split)
+    train_features = _features(tokenizer, data["train"]["messages"], max_len)
+    eval_features = _features(tokenizer, data["eval"]["messages"], max_len) if len(data["eval"]) else []
+    return train_features, eval_features
 
 
 def _features(tokenizer, conversations: list[list[dict]], max_len: int) -> list[Features]:
@@ -112,7 +112,24 @@ def _features(tokenizer, conversations: list[list[dict]], max_len: int) -> list[
     return [f for f in rendered if f is not None]
 
 
-def _version_loss(path, split: Split, ts) -> float | None:
+def _save(registry: Registry, model, tokenizer, ts: TrainSettings, metadata: dict) -> Version:
+    """The fine-tuned weights (LoRA merged in), ready to generate, saved as a new version."""
+    merged = model if ts.full_finetune else model.merge_and_unload()
+    merged.activation_checkpointing_disable()
+    merged.config.use_cache = True
+    return registry.save(lambda folder: (merged.save_pretrained(folder), tokenizer.save_pretrained(folder)), metadata)
+
+
+def _promote_or_keep(registry: Registry, version: Version, verdict: Verdict) -> None:
+    """Activate a version that passed the gate, keep a rejected one for the record; prune old versions."""
+    if verdict.promote:
+        registry.activate(version.name)
+    else:
+        log.info("Model rejected: %s (kept as %s)", verdict.reason, version.name)
+    registry.prune()
+
+
+def _version_loss(path, split: Split, ts: TrainSettings) -> float | None:
     """Eval loss of a saved version, freed again before the base model is loaded."""
     tokenizer, model = load_base(str(path))
     features = _features(tokenizer, [e.messages for e in split.eval], ts.max_seq_len)

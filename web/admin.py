@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from storage.engine import is_persistent
-from trainer.registry import Registry
+from registry.versions import Registry
+from storage.training_runs import run_json
 from web.auth import admin_only
 from web.services import services
-from web.training import run_json
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 
@@ -18,16 +18,17 @@ bp = Blueprint("admin", __name__, url_prefix="/api")
 def stats():
     """Totals, training eligibility against the threshold, training and serving state."""
     svc = services()
-    settings, scheduler, local = svc.settings, svc.scheduler, svc.assistant.local
-    running = scheduler.runs.running()
+    settings, training, local = svc.settings, svc.training, svc.assistant.local
+    running = training.supervisor.runs.running()
     active = Registry.from_settings(settings).active()
     return jsonify({
         **svc.repo.totals(),
         "messages_per_day": svc.repo.messages_per_day(),
-        "eligible_since_last_training": scheduler.eligible_since_last_training(),
+        "eligible_since_last_training": training.policy.eligible_since_last_training(),
         "auto_train_threshold": settings.auto_train_threshold,
         "auto_training": {"enabled": settings.enable_auto_training, "running": running and run_json(running),
-                          "cooldown_s": round(scheduler.cooldown_left()), "lease_holder": scheduler.leases.holder()},
+                          "cooldown_s": round(training.policy.cooldown_left()),
+                          "lease_holder": training.supervisor.leases.holder()},
         "active_model": active and active.name,
         "use_local_ai": settings.use_local_ai,
         "local_model": local.status() if local else None,

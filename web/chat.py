@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -13,7 +14,6 @@ from assistant.completion import (
     Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
 )
 from storage.repo import Repo, Turn
-from trainer.scheduler import Scheduler
 from web.errors import ApiError
 from web.services import services
 from web.validation import chat_request
@@ -32,11 +32,10 @@ class TurnContext:
     turn: Turn
     risk_level: str
     resources: str
-
-    scheduler: Scheduler
+    notify: Callable[[], None]  # tells auto-training a reply was stored
 
     def store(self, completion: Completion, status: str = "ok", error: str | None = None) -> int:
-        """Store the reply, log one line about it (never its text) and tell the scheduler."""
+        """Store the reply, log one line about it (never its text) and notify auto-training."""
         message_id = self.repo.store_reply(
             self.turn.session_id, self.risk_level, content=completion.text, source=completion.source,
             model=completion.model, status=status, error=error, latency_ms=completion.latency_ms,
@@ -48,7 +47,7 @@ class TurnContext:
             message_id, completion.source, status, self.risk_level, completion.latency_ms,
             completion.prompt_tokens, completion.completion_tokens, completion.fallback,
         )
-        self.scheduler.notify()
+        self.notify()
         return message_id
 
     def answer(self, completion: Completion, message_id: int) -> dict:
@@ -79,7 +78,7 @@ def chat():
         body.session_id, body.role, body.user_id, body.training_consent,
         svc.settings.training_consent_default, body.message, screening.risk_level,
     )
-    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources, svc.scheduler)
+    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources, svc.training.notify)
     if screening.is_crisis:
         completion = Completion(text=safety.crisis_reply(ctx.resources), model="safety", latency_ms=0, source="safety")
         answer = ctx.answer(completion, ctx.store(completion))

@@ -1,4 +1,4 @@
-"""What the blueprints share: settings, the repository, the assistant and the scheduler, bound to the app."""
+"""What the blueprints share: settings, the repository, the assistant and auto-training, bound to the app."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from flask import Flask, current_app
 
 from assistant.router import Router
 from config import Settings
+from jobs.trigger import Trigger
 from storage.repo import Repo
-from trainer.scheduler import Scheduler
 
 KEY = "therapistai"
 
@@ -19,11 +19,11 @@ class Services:
     settings: Settings
     repo: Repo
     assistant: Router
-    scheduler: Scheduler
+    training: Trigger  # .policy, .supervisor, .notify
 
     def close(self) -> None:
         """Stop the background threads and close the database pool."""
-        self.scheduler.stop()
+        self.training.stop()
         if self.assistant.local is not None:
             self.assistant.local.close()
         self.repo.engine.dispose()

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from storage.tables import TrainingRun
-from trainer.registry import Registry, RegistryError, Version
-from trainer.scheduler import TrainingBusy
+from jobs.supervisor import TrainingBusy
+from registry.versions import Registry, RegistryError, version_json
+from storage.training_runs import run_json
 from web.auth import admin_only
 from web.errors import ApiError
 from web.services import services
 
 bp = Blueprint("training", __name__, url_prefix="/api/admin")
 
-RUN_FIELDS = ("id", "status", "trigger", "started_at", "finished_at", "duration_s", "step", "total_steps", "loss",
-              "eta_s", "losses", "train_examples", "eval_examples", "base_loss", "active_loss", "candidate_loss",
-              "version", "error")
-
 
 @bp.get("/training")
 @admin_only
 def runs():
     """Recent runs, newest first, with live progress while one runs."""
-    recent = services().scheduler.runs.recent(20)
+    recent = services().training.supervisor.runs.recent(20)
     return jsonify({"runs": [run_json(r) for r in recent],
                     "running": next((run_json(r) for r in recent if r.status == "running"), None)})
 
@@ -32,7 +28,7 @@ def runs():
 def start():
     """Start a run now, whatever the count of new messages; 409 while one runs."""
     try:
-        run_id = services().scheduler.start_now("admin")
+        run_id = services().training.supervisor.start_now("admin")
     except TrainingBusy as e:
         raise ApiError(409, "training_running", f"{e} Wait for it to finish; GET /api/admin/training shows it.")
     return jsonify({"run_id": run_id, "status": "running"}), 202
@@ -58,18 +54,3 @@ def activate(version: str):
         raise ApiError(404, "model_not_found", f"No intact model version named {version!r}; "
                        "GET /api/admin/models lists them.") from None
     return jsonify({"active": activated.name})
-
-
-def run_json(run: TrainingRun) -> dict:
-    """A run as the admin API shows it."""
-    return {name: getattr(run, name) for name in RUN_FIELDS}
-
-
-def version_json(version: Version, active: Version | None) -> dict:
-    """A version as the admin API shows it."""
-    meta = version.metadata
-    return {"name": version.name, "active": active is not None and version.name == active.name,
-            "rejected": version.rejected, "run_id": meta.get("run_id"), "metrics": meta.get("metrics", {}),
-            "examples": meta.get("examples", {}), "gate": meta.get("gate", {}),
-            "duration_s": meta.get("duration_s")}
-

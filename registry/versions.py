@@ -51,7 +51,7 @@ class Registry:
 
     @classmethod
     def from_settings(cls, settings) -> "Registry":
-        """The registry at MODEL_DIR, keeping MODEL_KEEP versions."""
+        """The registry at MODEL_DIR, keeping MODEL_KEEP versions (of a Settings or a RunConfig)."""
         return cls(settings.model_dir, settings.model_keep)
 
     def check_writable(self) -> None:
@@ -155,6 +155,15 @@ class Registry:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+def version_json(version: Version, active: Version | None) -> dict:
+    """A version as the admin API and the CLI show it."""
+    meta = version.metadata
+    return {"name": version.name, "active": active is not None and version.name == active.name,
+            "rejected": version.rejected, "run_id": meta.get("run_id"), "metrics": meta.get("metrics", {}),
+            "examples": meta.get("examples", {}), "gate": meta.get("gate", {}),
+            "duration_s": meta.get("duration_s")}
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -1,0 +1,90 @@
+"""python -m jobs: the training commands that hold the lease or read the policy.
+
+`python -m trainer` hands `worker`, `status` and `train` (without --run-id) over to
+this module, so operators have one command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from config import ConfigError, Settings, configure_logging
+from jobs.policy import Policy
+from jobs.supervisor import Supervisor
+from jobs.trigger import POLL_SECONDS, Trigger
+from registry.versions import Registry, RegistryError
+from storage.migrate import migrated_engine
+from storage.training_runs import run_json
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command; the exit code says how it went."""
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Supervised training runs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="fine-tune a new version now, under the training lease")
+    train.add_argument("--force", action="store_true", help="train even below AUTO_TRAIN_THRESHOLD new replies")
+    train.add_argument("--trigger", default="manual", choices=("manual", "auto", "admin"))
+    commands.add_parser("worker", help="watch the data and train whenever AUTO_TRAIN_THRESHOLD is reached")
+    commands.add_parser("status", help="recent runs, the active version, data against the threshold")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+        return COMMANDS[args.command](settings, args)
+    except (ConfigError, RegistryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(settings: Settings, args) -> int:
+    """Claim a run and supervise its training process here, in the foreground; its exit code is ours."""
+    engine = migrated_engine(settings.database_url)
+    refusal = Policy(settings, engine).refusal(args.force)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    supervisor = Supervisor(settings, engine)
+    run_id = supervisor.claim(args.trigger)
+    if run_id is None:
+        print("error: A training run is already in progress.", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+    code = supervisor.supervise(run_id)
+    if code == 0:
+        print(f"training run {run_id} finished: {supervisor.runs.get(run_id).status}")
+    return 1 if code is None else code
+
+
+def cmd_worker(settings: Settings, _args) -> int:
+    """The web workers' trigger-and-train loop as a process of its own, until SIGTERM."""
+    trigger = Trigger.from_settings(settings, migrated_engine(settings.database_url))
+    signal.signal(signal.SIGTERM, lambda *_: trigger.stop())
+    log.info("Training worker started: AUTO_TRAIN_THRESHOLD %d, checking every %.0fs",
+             settings.auto_train_threshold, POLL_SECONDS)
+    trigger.run_forever()
+    return 0
+
+
+def cmd_status(settings: Settings, _args) -> int:
+    """Recent runs, the active version, and eligible data against the threshold, as JSON."""
+    policy = Policy(settings, migrated_engine(settings.database_url))
+    active = Registry.from_settings(settings).active()
+    print(json.dumps({
+        "active_version": active.name if active else None,
+        "eligible_since_last_training": policy.eligible_since_last_training(),
+        "auto_train_threshold": settings.auto_train_threshold,
+        "runs": [run_json(r) for r in policy.runs.recent(5)],
+    }, indent=2, default=str))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "worker": cmd_worker, "status": cmd_status}
+
+if __name__ == "__main__":
+    sys.exit(main())

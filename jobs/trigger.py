@@ -1,0 +1,80 @@
+"""This process's auto-training loop: woken after each stored turn, it asks the policy and supervises due runs.
+
+After each stored turn the chat service calls ``notify()``: it only wakes the trigger
+thread. That thread checks the database at most once a second (and every
+POLL_SECONDS anyway); when the policy says a run is due and the lease is free, it
+supervises the run itself. `python -m trainer worker` runs the same loop as its own process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+
+from sqlalchemy import Engine
+
+from config import Settings
+from jobs.policy import Policy
+from jobs.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 60.0  # checks without a notify: a cooldown may have ended, another replica may have chatted
+MIN_CHECK_INTERVAL = 1.0  # notifies in between are folded into the next check
+
+
+class Trigger:
+    """The policy and the supervisor of this process, and the thread that joins them."""
+
+    def __init__(self, policy: Policy, supervisor: Supervisor):
+        self.policy, self.supervisor = policy, supervisor
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine) -> "Trigger":
+        """The trigger of a web worker or of `python -m trainer worker`."""
+        return cls(Policy(settings, engine), Supervisor(settings, engine))
+
+    def start(self) -> None:
+        """Run the loop in a daemon thread of this process."""
+        self._thread = threading.Thread(target=self.run_forever, name="training-trigger", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)
+
+    def notify(self) -> None:
+        """A turn was stored: check soon. Costs an event flag; does nothing when auto-training is off."""
+        if self._thread is not None:
+            self._wake.set()
+
+    def run_forever(self) -> None:
+        """Check, supervise a run when one is due, wait for the next notify or poll; until stopped."""
+        while not self._stop.is_set():
+            ran = None
+            try:
+                ran = self.check()
+            except Exception:  # the database may be away for a moment; the loop must survive it
+                log.exception("Checking whether to train failed")
+            self._stop.wait(MIN_CHECK_INTERVAL)
+            if ran is None:  # after a run, look again at once: messages arrived while it trained
+                self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+
+    def check(self) -> int | None:
+        """Train now if it is due and the lease is free; the finished run's id, else None."""
+        new = self.policy.due()
+        if new is None:
+            return None
+        run_id = self.supervisor.claim("auto")
+        if run_id is None:
+            return None
+        log.info("Auto-triggering training (%d new messages)", new)
+        self.supervisor.supervise(run_id)
+        return run_id
+
+    def stop(self) -> None:
+        """End the loop; a run in progress is stopped and recorded as failed."""
+        self._stop.set()
+        self._wake.set()
+        self.supervisor.stop()
