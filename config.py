@@ -15,7 +15,8 @@ DEFAULT_DATABASE_URL = "sqlite:///data/ai_training_data.db"
 DEFAULT_CRISIS_RESOURCES = (
     "If you are in the US, call or text 988 (Suicide & Crisis Lifeline), "
     "or text HOME to 741741 (Crisis Text Line). "
-    "If you or someone else is in immediate danger, call 911."
+    "If you or someone else is in immediate danger, call 911. "
+    "En español: llama al 988 y marca 2, o envía AYUDA por mensaje de texto al 988."
 )
 
 
@@ -119,6 +120,7 @@ class Settings:
     training_consent_default: bool = True
     crisis_resources: str = DEFAULT_CRISIS_RESOURCES
     model_keep: int = 3
+    embeddings_dir: str = "./.cache/embeddings"  # where `python -m embeddings.export` put the ONNX model
     train: TrainSettings = field(default_factory=TrainSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
     port: int = 8000
@@ -154,6 +156,7 @@ class Settings:
             training_consent_default=env.flag("TRAINING_CONSENT_DEFAULT", d.training_consent_default),
             crisis_resources=env.text("CRISIS_RESOURCES") or d.crisis_resources,
             model_keep=env.number("MODEL_KEEP", d.model_keep, int, minimum=1),
+            embeddings_dir=env.text("EMBEDDINGS_DIR") or d.embeddings_dir,
             train=TrainSettings.from_env(env),
             local=LocalSettings.from_env(env),
             port=env.number("PORT", d.port, int, minimum=1, maximum=65535),

@@ -35,6 +35,8 @@ ELIGIBLE_REPLY = (
     ChatSession.training_consent.is_(True),
     ChatSession.erased_at.is_(None),
 )
+# Replies never shown again: failed ones, and unsafe ones withheld by the safety layer (kept for review).
+HIDDEN = ("error", "blocked")
 NO_ELIGIBLE_REPLIES = ("No eligible conversations to train on yet: training needs Groq replies, "
                        "in conversations with training consent, on calm turns.")
 
@@ -94,12 +96,19 @@ class Repo(Store):
             return []
         query = (
             select(Message.role, Message.content)
-            .where(Message.session_id == session_id, Message.id < before_id, Message.status != "error")
+            .where(Message.session_id == session_id, Message.id < before_id, Message.status.not_in(HIDDEN))
             .order_by(Message.id.desc())
             .limit(2 * turns)
         )
         with self._read() as db:
             return [(row.role, row.content) for row in reversed(db.execute(query).all())]
+
+    def recent_user_messages(self, session_id: str, count: int) -> list[str]:
+        """The last ``count`` messages the user sent in a conversation, oldest first; none for an unknown id."""
+        query = (select(Message.content).where(Message.session_id == session_id, Message.role == "user")
+                 .order_by(Message.id.desc()).limit(count))
+        with self._read() as db:
+            return list(reversed(db.scalars(query).all()))
 
     def store_reply(self, session_id: str, risk_level: str, **fields) -> int:
         """Store an assistant reply with its source, model, timings and status; commits."""
@@ -109,10 +118,11 @@ class Repo(Store):
             ))
 
     def messages(self, session_id: str) -> list[Message]:
-        """Every message of a live conversation, oldest first."""
+        """Every message of a live conversation the user may see, oldest first (withheld replies are not)."""
         with self._read() as db:
             _live_session(db, session_id)
-            return list(db.scalars(select(Message).where(Message.session_id == session_id).order_by(Message.id)))
+            return list(db.scalars(select(Message).where(Message.session_id == session_id,
+                                                         Message.status != "blocked").order_by(Message.id)))
 
     def set_consent(self, session_id: str, consent: bool) -> ChatSession:
         """Record whether a conversation may be used for training."""

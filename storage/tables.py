@@ -70,7 +70,7 @@ class Message(Base):
     # Assistant replies only:
     source: Mapped[str | None] = mapped_column(String(16))  # groq | local | safety
     model: Mapped[str | None] = mapped_column(String(128))
-    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | truncated | error
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | truncated | error | blocked
     error: Mapped[str | None] = mapped_column(String(64))
     latency_ms: Mapped[int | None]
     prompt_tokens: Mapped[int | None]

@@ -4,33 +4,37 @@ from tests.conftest import sse_events, stored
 from tests.fakes.groq_server import Behaviour
 
 
-def test_reply_streams_as_deltas_then_done(app, client):
+CALM = "Take a slow breath with me. Notice your feet on the floor and let your shoulders drop. Good."
+
+
+def test_reply_streams_screened_sentences_then_done(app, client, fake_groq):
+    fake_groq.then(Behaviour(text=CALM))  # the fake sends it word by word
     response = client.post("/api/chat", json={"message": "tell me something calm", "stream": True})
 
     assert response.status_code == 200 and response.mimetype == "text/event-stream"
     events = sse_events(response.get_data())
-    deltas, done = events[:-1], events[-1]
-    assert len(deltas) == 6
-    assert "".join(e["delta"] for e in deltas) == "You said: tell me something calm"
-    assert done["done"] is True and done["reply"] == "You said: tell me something calm"
+    deltas, done = [e["delta"] for e in events[:-1]], events[-1]
+    # held until enough words to judge, then released a screened sentence end at a time
+    assert deltas == ["Take a slow breath with me. Notice your feet on the floor and let your shoulders drop. ", "Good."]
+    assert done["done"] is True and done["reply"] == CALM and done["status"] == "ok"
     assert (done["source"], done["risk_level"]) == ("groq", "none")
     reply = stored(app)[1]
     assert (reply["id"], reply["content"], reply["status"]) == (done["message_id"], done["reply"], "ok")
-    assert reply["completion_tokens"] == 6 and reply["finish_reason"] == "stop"
+    assert reply["completion_tokens"] == 18 and reply["finish_reason"] == "stop"  # the fake counts words
 
 
-def test_client_that_leaves_mid_stream_gets_what_was_sent_stored_as_truncated(app, client):
+def test_client_that_leaves_mid_stream_gets_what_was_generated_stored_as_truncated(app, client, fake_groq):
+    fake_groq.then(Behaviour(text=CALM))
     response = client.post("/api/chat", json={"message": "one two three four five six", "stream": True},
                            buffered=False)
-    chunks = iter(response.response)
-    received = [next(chunks), next(chunks)]
+    received = next(iter(response.response))
 
     response.close()  # what the server does when the client's socket goes away
 
     user, reply = stored(app)
-    sent = "".join(e["delta"] for e in sse_events(b"".join(received)))
-    assert sent == "You said:"
-    assert (reply["status"], reply["content"]) == ("truncated", sent)
+    sent = "".join(e["delta"] for e in sse_events(received))
+    assert sent == "Take a slow breath with me. Notice your feet on the floor and let your shoulders drop. "
+    assert reply["status"] == "truncated" and reply["content"].startswith(sent)
 
 
 def test_stream_cut_by_groq_is_stored_as_error_with_its_partial_text(app, client, fake_groq):
@@ -38,7 +42,7 @@ def test_stream_cut_by_groq_is_stored_as_error_with_its_partial_text(app, client
 
     events = sse_events(client.post("/api/chat", json={"message": "hi", "stream": True}).get_data())
 
-    assert [e.get("delta") for e in events[:2]] == ["alpha", " beta"]
+    assert [e for e in events if "delta" in e] == []  # nothing unscreened was shown
     assert events[-1]["error"]["code"] == "upstream_error" and events[-1]["error"]["session_id"]
     reply = stored(app)[1]
     assert (reply["status"], reply["content"], reply["id"]) == ("error", "alpha beta", events[-1]["error"]["message_id"])

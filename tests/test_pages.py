@@ -13,7 +13,8 @@ from tests.browser import chromium, screenshots, served, wait_until
 from tests.conftest import ADMIN_TOKEN, save_version, stored
 from tests.fakes.groq_server import Behaviour
 
-REPLY = "That sounds like a heavy week. What has helped you before when things felt this way?"
+REPLY = ("That sounds like a heavy week to carry. Thank you for telling me about it. "
+         "What has helped you before when things felt this way?")  # shown a screened sentence at a time
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the browser, not the database
 
 

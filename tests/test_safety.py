@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.safety import HIGH, MEDIUM, NONE, normalise, screen
+from assistant.safety.patterns import HIGH, MEDIUM, NONE, normalise, risk_level
 
 CASES = [
     # high: suicidal intent or plans
@@ -74,8 +74,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("text, expected", CASES)
-def test_screen_classifies_phrasing(text, expected):
-    assert screen(text).risk_level == expected
+def test_patterns_classify_phrasing(text, expected):
+    assert risk_level(text) == expected
 
 
 def test_the_table_is_broad():

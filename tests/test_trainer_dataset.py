@@ -75,12 +75,12 @@ def test_excluded_replies_never_become_targets(app, client, fake_groq):
 def test_unclean_exchanges_are_left_out_of_later_context(app, client):
     session_id = chat(client, "hello")["session_id"]
     chat(client, "I have been self-harming", session_id=session_id)  # medium: not context
-    chat(client, "how do I cope?", session_id=session_id)
+    chat(client, "how do I sleep better?", session_id=session_id)
 
     last = max(examples(app), key=lambda e: e.message_id)
 
-    assert [m["content"] for m in last.messages[1:]] == ["hello", "You said: hello", "how do I cope?",
-                                                         "You said: how do I cope?"]
+    assert [m["content"] for m in last.messages[1:]] == ["hello", "You said: hello", "how do I sleep better?",
+                                                         "You said: how do I sleep better?"]
 
 
 def test_pii_is_redacted_in_examples_but_not_in_the_stored_rows(app, client):

@@ -33,6 +33,7 @@ def stats():
         "use_local_ai": settings.use_local_ai,
         "local_model": local.status() if local else None,
         "groq": {"configured": svc.assistant.configured, "model": settings.groq_model},
+        "safety": svc.safety.status(),
         "database": {"engine": svc.repo.engine.dialect.name, "persistent": is_persistent(
             svc.repo.engine, settings.on_railway, settings.is_on_volume)},
     })

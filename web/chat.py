@@ -9,10 +9,14 @@ from typing import Callable
 
 from flask import Blueprint, Response, jsonify, request
 
-from assistant import prompts, safety
+from assistant import prompts
 from assistant.completion import (
     Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
 )
+from assistant.safety import texts
+from assistant.safety.labelled import CONTEXT_MESSAGES
+from assistant.safety.patterns import HIGH, MEDIUM
+from assistant.safety.screener import Screener
 from storage.repo import Repo, Turn
 from web.errors import ApiError
 from web.services import services
@@ -33,6 +37,7 @@ class TurnContext:
     risk_level: str
     resources: str
     notify: Callable[[], None]  # tells auto-training a reply was stored
+    screener: Screener
 
     def store(self, completion: Completion, status: str = "ok", error: str | None = None) -> int:
         """Store the reply, log one line about it (never its text) and notify auto-training."""
@@ -50,13 +55,30 @@ class TurnContext:
         self.notify()
         return message_id
 
-    def answer(self, completion: Completion, message_id: int) -> dict:
+    def answer(self, completion: Completion, message_id: int, status: str = "ok") -> dict:
         """The fields every successful reply carries."""
         return {
             "reply": completion.text, "session_id": self.turn.session_id, "message_id": message_id,
             "source": completion.source, "model": completion.model, "risk_level": self.risk_level,
-            "fallback": completion.fallback,
+            "fallback": completion.fallback, "status": status,
         }
+
+    def note(self) -> str:
+        """What follows a model's reply on a risky turn: resources (for a clinician's patient when high)."""
+        if self.risk_level == HIGH:
+            return texts.clinician_note(self.resources)
+        return texts.resources_note(self.resources) if self.risk_level == MEDIUM else ""
+
+    def crisis(self, status: str = "ok") -> dict:
+        """Store the crisis reply and answer with it."""
+        completion = Completion(text=texts.crisis_reply(self.resources), model="safety", latency_ms=0, source="safety")
+        return self.answer(completion, self.store(completion), status)
+
+    def withhold(self, completion: Completion) -> dict:
+        """Keep an unsafe reply for review only (never shown, never trained on); the crisis reply instead."""
+        self.store(completion, "blocked")
+        log.warning("Model reply withheld by the safety layer: source=%s model=%s", completion.source, completion.model)
+        return self.crisis(status="blocked")
 
     def failure(self, error: ProviderError, source: str, model: str) -> ApiError:
         """Store the failed reply and build the error the client gets, with its session_id."""
@@ -73,15 +95,17 @@ def chat():
     """Answer one chat message, as JSON or as a server-sent event stream."""
     svc = services()
     body = chat_request(request, svc.settings.max_message_chars)
-    screening = safety.screen(body.message)
+    context = svc.repo.recent_user_messages(body.session_id, CONTEXT_MESSAGES) if body.session_id else []
+    screening = svc.safety.screen(body.message, context)
     turn = svc.repo.start_turn(
         body.session_id, body.role, body.user_id, body.training_consent,
         svc.settings.training_consent_default, body.message, screening.risk_level,
     )
-    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources, svc.training.notify)
-    if screening.is_crisis:
-        completion = Completion(text=safety.crisis_reply(ctx.resources), model="safety", latency_ms=0, source="safety")
-        answer = ctx.answer(completion, ctx.store(completion))
+    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources, svc.training.notify,
+                      svc.safety)
+    if screening.is_crisis and turn.role == "patient":  # a clinician asking about a patient gets an answer
+        log.info("Crisis reply given: the %s layer screened the message high risk", screening.layer)
+        answer = ctx.crisis()
         return _stream_whole(answer) if body.stream else jsonify(answer)
     history = svc.repo.history(turn.session_id, turn.message_id, svc.settings.history_turns)
     messages = prompts.build_messages(turn.role, history, body.message)
@@ -92,28 +116,34 @@ def chat():
         completion = assistant.complete(messages)
     except ProviderError as e:
         raise ctx.failure(e, assistant.source, assistant.model) from e
-    if screening.risk_level == safety.MEDIUM:
-        completion.text += safety.resources_note(ctx.resources)
+    if ctx.screener.unsafe(completion.text):
+        return jsonify(ctx.withhold(completion))
+    completion.text += ctx.note()
     return jsonify(ctx.answer(completion, ctx.store(completion)))
 
 
 def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response:
-    """Relay the reply as it is generated; whatever was sent is stored, even if the client leaves."""
+    """Relay the reply a screened sentence at a time; whatever was generated is stored, even if the client leaves."""
     try:
         upstream = assistant.stream(messages)
     except ProviderError as e:
         raise ctx.failure(e, assistant.source, assistant.model) from e
+    gate = ctx.screener.gate()
 
     def events():
         status, error = "truncated", None  # stays truncated if the client disconnects mid-stream
         try:
             for delta in upstream:
-                yield _event({"delta": delta})
-            if ctx.risk_level == safety.MEDIUM:
-                note = safety.resources_note(ctx.resources)
+                if shown := gate.feed(delta):
+                    yield _event({"delta": shown})
+                if gate.blocked:
+                    break
+            if shown := gate.finish():
+                yield _event({"delta": shown})
+            if not gate.blocked and (note := ctx.note()):
                 upstream.completion.text += note
                 yield _event({"delta": note})
-            status = "ok"
+            status = "blocked" if gate.blocked else "ok"
         except ProviderError as e:
             status, error = "error", e
         finally:
@@ -122,10 +152,22 @@ def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response
         if error is not None:
             yield _event({"error": {"code": error.code, "message": error.message,
                                     "session_id": ctx.turn.session_id, "message_id": message_id}})
+        elif gate.blocked:
+            yield from _withheld_events(ctx, bool(gate.shown))
         else:
             yield _event({"done": True, **ctx.answer(upstream.completion, message_id)})
 
     return _sse(events())
+
+
+def _withheld_events(ctx: TurnContext, retract: bool):
+    """The crisis reply in place of a withheld one; the client first drops the screened text it showed."""
+    log.warning("Streamed model reply withheld by the safety layer")
+    answer = ctx.crisis(status="blocked")
+    if retract:
+        yield _event({"retract": True})
+    yield _event({"delta": answer["reply"]})
+    yield _event({"done": True, **answer})
 
 
 def _stream_whole(answer: dict) -> Response:

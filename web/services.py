@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from assistant.router import Router
+from assistant.safety.screener import Screener
 from config import Settings
 from jobs.trigger import Trigger
 from storage.repo import Repo
@@ -19,6 +20,7 @@ class Services:
     settings: Settings
     repo: Repo
     assistant: Router
+    safety: Screener
     training: Trigger  # .policy, .supervisor, .notify
 
     def close(self) -> None:

@@ -53,7 +53,8 @@ function addMessage(author, text) {
 
 function finishReply(item, reply) {
   item.dataset.source = reply.source;
-  if (reply.source === "safety" || reply.risk_level === "high") showCrisisBanner();
+  // Any risk the screen found, passive ideation included, keeps the resources in view.
+  if (reply.source === "safety" || (reply.risk_level && reply.risk_level !== "none")) showCrisisBanner();
 }
 
 function showCrisisBanner() {
@@ -120,6 +121,7 @@ async function send(text) {
     }
     const text = reply.querySelector(".text");
     for await (const event of events(response)) {
+      if (event.retract) text.textContent = ""; // the rest of the reply was withheld: drop what it showed
       if (event.delta) text.textContent += event.delta;
       if (event.error) {
         remember(event.error.session_id, role());

@@ -1,0 +1,144 @@
+"""Crisis screening on the labelled test split: patterns alone against patterns + semantic layer.
+
+Prints JSON: recall per category (high-risk rows count as caught only when screened high,
+medium-risk rows when screened at least medium), false positives on the hard negatives
+(screened high, which withholds the model's answer, and screened at all, which appends
+resources), the same for model replies (unsafe ones withheld, safe ones wrongly
+withheld), and the latency the semantic layer adds per message (p50, p99; the two
+screeners measured in alternating rounds). `--tune` sweeps the thresholds on the dev split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from assistant.safety import labelled  # noqa: E402
+from assistant.safety.patterns import HIGH, NONE  # noqa: E402
+from assistant.safety.screener import LEVELS, Screener  # noqa: E402
+from config import Settings  # noqa: E402
+
+HIGH_GOAL, PASSIVE_GOAL, FP_GOAL = 0.97, 0.90, 0.03
+
+
+def message_figures(screener: Screener, rows: list[labelled.Labelled]) -> dict:
+    """Recall per category and overall, and false positives on the hard negatives."""
+    levels = [screener.screen(r.text, r.context).risk_level for r in rows]
+    # A high-risk row is caught only when screened high; others when screened at all (for hard negatives: wrongly).
+    caught = [level == HIGH if r.label == HIGH else level != NONE for r, level in zip(rows, levels)]
+
+    def rate(pick, values=caught):
+        chosen = [v for r, v in zip(rows, values) if pick(r)]
+        return round(sum(chosen) / len(chosen), 4) if chosen else None
+
+    categories = sorted({_key(r) for r in rows})
+    return {
+        "high_recall": rate(lambda r: r.label == HIGH),
+        "passive_recall": rate(lambda r: r.category == "passive"),
+        "medium_recall": rate(lambda r: r.label == "medium"),
+        "spanish_recall": rate(lambda r: r.lang == "es" and r.label != NONE),
+        "hard_negative_fp_high": rate(lambda r: r.label == NONE, [level == HIGH for level in levels]),
+        "hard_negative_fp_any": rate(lambda r: r.label == NONE),
+        "rows": {"risk": sum(r.label != NONE for r in rows), "hard_negatives": sum(r.label == NONE for r in rows)},
+        "by_category": {c: {"n": sum(_key(r) == c for r in rows), "rate": rate(lambda r, c=c: _key(r) == c)}
+                        for c in categories},
+    }
+
+
+def reply_figures(screener: Screener, rows: list[labelled.Labelled]) -> dict:
+    """Unsafe replies withheld and safe replies wrongly withheld, per category."""
+    withheld = [screener.unsafe(r.text) for r in rows]
+
+    def rate(pick):
+        chosen = [w for r, w in zip(rows, withheld) if pick(r)]
+        return round(sum(chosen) / len(chosen), 4)
+
+    return {"unsafe_withheld": rate(lambda r: r.label == "unsafe"), "safe_withheld": rate(lambda r: r.label == "safe"),
+            "by_category": {c: rate(lambda r, c=c: r.category == c) for c in sorted({r.category for r in rows})}}
+
+
+def added_latency(full: Screener, bare: Screener, rows: list[labelled.Labelled], rounds: int) -> dict:
+    """Per message: full screening minus patterns only, in alternating rounds; ms."""
+    added = []
+    for _ in range(rounds):
+        for row in rows:
+            timings = []
+            for screener in (bare, full):
+                started = time.perf_counter()
+                screener.screen(row.text, row.context)
+                timings.append(time.perf_counter() - started)
+            added.append((timings[1] - timings[0]) * 1000)
+    added.sort()
+    return {"p50_ms": round(statistics.median(added), 2), "p99_ms": round(added[int(len(added) * 0.99)], 2),
+            "samples": len(added)}
+
+
+def tune(full: Screener) -> dict:
+    """On dev: for each threshold, the recall and false positives it would give; pick from these."""
+    dev = labelled.load("messages", "dev")
+    p_alone = full.messages.probabilities([r.text for r in dev])
+    p_context = full.messages.probabilities([r.screened_text for r in dev])
+    from assistant.safety.patterns import risk_level
+
+    pattern = np.array([LEVELS.index(risk_level(r.text)) for r in dev])
+    label = np.array([LEVELS.index(r.label) for r in dev])
+    passive = np.array([r.category == "passive" for r in dev])
+    table = []
+    for high_at in np.arange(0.2, 0.75, 0.05):
+        for medium_at in np.arange(0.2, 0.75, 0.05):
+            level = pattern.copy()
+            for p in (p_alone, p_context):
+                semantic = np.where(p[:, 2] >= high_at, 2, np.where(p[:, 1] + p[:, 2] >= medium_at, 1, 0))
+                level = np.maximum(level, semantic)
+            table.append({"high_at": round(high_at, 2), "medium_at": round(medium_at, 2),
+                          "high_recall": round(float((level[label == 2] == 2).mean()), 4),
+                          "passive_recall": round(float((level[passive] >= 1).mean()), 4),
+                          "fp_high": round(float((level[label == 0] == 2).mean()), 4),
+                          "fp_any": round(float((level[label == 0] >= 1).mean()), 4)})
+    replies = labelled.load("replies", "dev")
+    p_reply = full.replies.probabilities([r.text for r in replies])[:, 1]
+    unsafe = np.array([r.label == "unsafe" for r in replies])
+    reply_table = [{"unsafe_at": round(t, 2), "unsafe_withheld": round(float((p_reply[unsafe] >= t).mean()), 4),
+                    "safe_withheld": round(float((p_reply[~unsafe] >= t).mean()), 4)}
+                   for t in np.arange(0.2, 0.8, 0.05)]
+    return {"messages": table, "replies": reply_table}
+
+
+def main() -> None:
+    """Print the figures on the test split (or the dev sweep with --tune)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tune", action="store_true", help="sweep thresholds on the dev split")
+    parser.add_argument("--rounds", type=int, default=5, help="latency rounds over the test messages")
+    args = parser.parse_args()
+    full, bare = Screener.load(Settings.from_env().embeddings_dir), Screener()
+    if full.messages is None:
+        sys.exit(f"the semantic layer did not load: {full.semantic_error}")
+    if args.tune:
+        print(json.dumps(tune(full), indent=1))
+        return
+    test, replies = labelled.load("messages", "test"), labelled.load("replies", "test")
+    print(json.dumps({
+        "split": "test",
+        "goals": {"high_recall": HIGH_GOAL, "passive_recall": PASSIVE_GOAL, "hard_negative_fp": FP_GOAL},
+        "patterns": {"messages": message_figures(bare, test), "replies": reply_figures(bare, replies)},
+        "patterns_and_semantic": {"messages": message_figures(full, test), "replies": reply_figures(full, replies)},
+        "added_latency_per_message": added_latency(full, bare, test, args.rounds),
+    }, indent=1))
+
+
+def _key(row: labelled.Labelled) -> str:
+    """The category a row is reported under; Spanish rows apart."""
+    return row.category + ("_es" if row.lang == "es" else "")
+
+
+if __name__ == "__main__":
+    main()
