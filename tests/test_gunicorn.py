@@ -57,7 +57,9 @@ def test_groq_failing_with_500_stores_the_message_and_answers_json_502(database_
 
 
 def test_client_disconnecting_mid_stream_leaves_a_truncated_reply(database_url, fake_groq):
-    fake_groq.default = Behaviour(text=" ".join(f"word{i}" for i in range(40)), chunk_delay=0.1)
+    # sentences, because a stream shows text once it is screened, a sentence end at a time
+    text = " ".join(f"Thank you for sharing this with me, it sounds like a long day number {i}." for i in range(20))
+    fake_groq.default = Behaviour(text=text, chunk_delay=0.05)
     with gunicorn(server_env(database_url, fake_groq)) as base_url:
         host, port = base_url.removeprefix("http://").split(":")
         body = json.dumps({"message": "stream please", "stream": True})
@@ -65,7 +67,7 @@ def test_client_disconnecting_mid_stream_leaves_a_truncated_reply(database_url, 
             sock.sendall((f"POST /api/chat HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
                           f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
             received = b""
-            while b"word0" not in received:
+            while b"day number 0." not in received:
                 received += sock.recv(4096)
         # the server notices on its next write and stores what it had sent
         deadline = time.monotonic() + 15
@@ -74,4 +76,4 @@ def test_client_disconnecting_mid_stream_leaves_a_truncated_reply(database_url, 
 
     status = count(database_url, "SELECT status FROM messages WHERE role = 'assistant'")
     words = count(database_url, "SELECT content FROM messages WHERE role = 'assistant'").split()
-    assert status == "truncated" and 0 < len(words) < 40 and words[0] == "word0"
+    assert status == "truncated" and 0 < len(words) < 300 and words[:3] == ["Thank", "you", "for"]
