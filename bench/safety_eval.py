@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.safety import labelled  # noqa: E402
 from assistant.safety.patterns import HIGH, NONE  # noqa: E402
-from assistant.safety.screener import LEVELS, Screener  # noqa: E402
+from assistant.safety.screener import LEVELS, Screener, levels  # noqa: E402
 from config import Settings  # noqa: E402
 
 HIGH_GOAL, PASSIVE_GOAL, FP_GOAL = 0.97, 0.90, 0.03
@@ -96,9 +96,8 @@ def tune(full: Screener) -> dict:
     for high_at in np.arange(0.2, 0.75, 0.05):
         for medium_at in np.arange(0.2, 0.75, 0.05):
             level = pattern.copy()
-            for p in (p_alone, p_context):
-                semantic = np.where(p[:, 2] >= high_at, 2, np.where(p[:, 1] + p[:, 2] >= medium_at, 1, 0))
-                level = np.maximum(level, semantic)
+            for p in (p_alone, p_context):  # before the word minimum and the context cap: an upper bound
+                level = np.maximum(level, levels(p, high_at, medium_at))
             table.append({"high_at": round(high_at, 2), "medium_at": round(medium_at, 2),
                           "high_recall": round(float((level[label == 2] == 2).mean()), 4),
                           "passive_recall": round(float((level[passive] >= 1).mean()), 4),

@@ -2,9 +2,10 @@
 
 A user message is screened alone and, when the session has earlier messages, together
 with them: "tonight's the night" is calm alone and a plan after "I've been saving my
-pills" (context only raises a message to high, and to medium after a crisis turn). The highest level found wins. A model reply is screened at each sentence end,
-all of it up to there, so a stream can release text as soon as it is screened and no
-unsafe sentence ever leaves the server; a whole reply gets exactly the same checks.
+pills" (context only raises a message to high, and to medium after a crisis turn). The
+highest level found wins. A model reply is screened at sentence ends, all of it up to
+there, so a stream can release text as soon as it is screened and no unsafe sentence
+ever leaves the server; a whole reply goes through the same gate, fed at once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import functools
 import logging
 import re
 from dataclasses import dataclass
+
+import numpy as np
 
 from assistant.safety import labelled, patterns
 from assistant.safety.patterns import HIGH, MEDIUM, NONE
@@ -24,9 +27,9 @@ log = logging.getLogger(__name__)
 LEVELS = (NONE, MEDIUM, HIGH)
 # Chosen on the dev split (bench/safety_eval.py --tune), leaning to recall: a missed crisis costs more than a
 # needless one. Dev: high recall 0.93 with 5% of hard negatives answered as a crisis (0.50: 0.85 and 5%);
-# passive recall 0.89 with 20% of hard negatives given resources (0.40: 0.95 and 34%, "I had a hard week" among them). Replies, screened at each sentence end: at 0.7, 0.74 of unsafe ones withheld and 0.06
-# of safe ones (0.5: 0.81 and 0.09, but it withheld grounding exercises the set does not cover). Test figures:
-# README.
+# passive recall 0.89 with 20% of hard negatives given resources (0.40: 0.95 and 34%, "I had a hard week"
+# among them). Replies, screened at sentence ends: at 0.7, 0.74 of unsafe ones withheld and 0.06 of safe ones
+# (0.5: 0.81 and 0.09, but it withheld grounding exercises the set does not cover). Test figures: README.
 HIGH_AT = 0.45  # P(high) from which a message is high risk
 MEDIUM_AT = 0.55  # P(high) + P(medium) from which it is at least medium
 UNSAFE_AT = 0.7  # P(unsafe) of a reply so far from which it is withheld
@@ -36,6 +39,12 @@ MIN_WORDS = 3
 REPLY_MIN_WORDS = 8  # for a whole reply: the shortest labelled reply has 9 words
 PREFIX_MIN_WORDS = 15  # a stream holds text until then: on shorter prefixes the classifier misfired on dev
 SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
+
+
+def levels(probabilities: np.ndarray, high_at: float = HIGH_AT, medium_at: float = MEDIUM_AT) -> np.ndarray:
+    """Each row of (none, medium, high) probabilities as an index into LEVELS."""
+    return np.where(probabilities[:, 2] >= high_at, 2,
+                    np.where(probabilities[:, 1] + probabilities[:, 2] >= medium_at, 1, 0))
 
 
 @dataclass(frozen=True)
@@ -80,15 +89,15 @@ class Screener:
     def screen(self, text: str, context: list[str] | tuple[str, ...] = ()) -> Screening:
         """The risk of a user message, given the same user's earlier messages (oldest first)."""
         found = Screening(patterns.risk_level(text), "patterns")
-        if self.messages is not None and found.risk_level != HIGH:
-            texts = [text, labelled.with_context(context, text)] if context else [text]
-            for layer, level in zip(("semantic", "context"), self._semantic_levels(texts)):
-                if len(texts[0 if layer == "semantic" else 1].split()) < MIN_WORDS:
-                    continue
-                if layer == "context":
-                    level = self._context_level(level, context)
-                if LEVELS.index(level) > LEVELS.index(found.risk_level):
-                    found = Screening(level, layer)
+        if self.messages is None or found.risk_level == HIGH:
+            return found if found.risk_level != NONE else Screening(NONE)
+        candidates = [("semantic", text)] + ([("context", labelled.with_context(context, text))] if context else [])
+        judged = [(layer, t) for layer, t in candidates if len(t.split()) >= MIN_WORDS]
+        for (layer, _), level in zip(judged, self._semantic_levels([t for _, t in judged])):
+            if layer == "context":
+                level = self._context_level(level, context)
+            if LEVELS.index(level) > LEVELS.index(found.risk_level):
+                found = Screening(level, layer)
         return found if found.risk_level != NONE else Screening(NONE)
 
     def _context_level(self, level: str, context: list[str] | tuple[str, ...]) -> str:
@@ -109,7 +118,10 @@ class Screener:
         return ReplyGate(self)
 
     def unsafe(self, reply: str) -> bool:
-        """Whether a whole reply must be withheld: the checks a stream of it would get."""
+        """Whether a whole reply must be withheld, by the gate a stream goes through, fed at once.
+
+        A stream is judged at more prefixes than a whole reply, so it can only be withheld more often.
+        """
         gate = self.gate()
         gate.feed(reply)
         gate.finish()
@@ -124,12 +136,14 @@ class Screener:
 
     def _semantic_levels(self, texts: list[str]) -> list[str]:
         """The semantic layer's level per text; NONE for all when it fails (the patterns still stand)."""
+        if not texts:
+            return []
         try:
             probabilities = self.messages.probabilities(texts)
         except Exception:
             log.exception("The semantic safety layer failed on a message; the patterns' verdict stands")
             return [NONE] * len(texts)
-        return [HIGH if p[2] >= HIGH_AT else MEDIUM if p[1] + p[2] >= MEDIUM_AT else NONE for p in probabilities]
+        return [LEVELS[i] for i in levels(probabilities)]
 
     def _semantic_unsafe(self, text: str) -> bool:
         """The semantic verdict on a reply so far; a failure withholds nothing the patterns passed."""
