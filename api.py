@@ -11,6 +11,7 @@ from assistant.router import Router
 from assistant.safety.screener import shared_screener
 from config import Settings, configure_logging
 from jobs.trigger import Trigger
+from registry.store import Registry
 from storage.engine import is_persistent, log_startup
 from storage.migrate import migrated_engine
 from storage.repo import Repo
@@ -36,18 +37,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     groq = GroqProvider(settings)
     if not groq.configured:
         log.warning("GROQ_API_KEY is not set: /api/chat will answer 503 unless the local model answers")
+    registry = Registry.from_settings(settings, engine)
     local = None
     if settings.use_local_ai:
         from assistant.local_provider import LocalProvider
 
-        local = LocalProvider(settings.model_dir, settings.local)
+        local = LocalProvider(registry, settings.local)
     trigger = Trigger.from_settings(settings, engine)
     if settings.enable_auto_training:
         trigger.start()
     log.info("USE_LOCAL_AI=%d ENABLE_AUTO_TRAINING=%d AUTO_TRAIN_THRESHOLD=%d",
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
     init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local),
-                                 safety=shared_screener(settings.embeddings_dir), training=trigger))
+                           safety=shared_screener(settings.embeddings_dir), registry=registry, training=trigger))
     register_error_handlers(app)
     for blueprint in (pages.bp, chat.bp, sessions.bp, admin.bp, training.bp, health.bp):
         app.register_blueprint(blueprint)
@@ -55,8 +57,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def warn_if_models_ephemeral(settings: Settings) -> None:
-    """On Railway, model versions outside the volume vanish with the container."""
-    if settings.on_railway and not settings.is_on_volume(settings.model_dir):
+    """On Railway, model versions outside the volume vanish with the container (unless a bucket keeps them)."""
+    if settings.model_store_url:
+        log.info("Model versions are kept in %s; MODEL_DIR %s is their local cache",
+                 settings.model_store_url, settings.model_dir)
+    elif settings.on_railway and not settings.is_on_volume(settings.model_dir):
         log.warning(
             "MODEL_DIR %s is outside the Railway volume (%s): trained models will be lost on restart. "
             "Mount a volume on this service and leave MODEL_DIR unset, or point it inside the volume.",

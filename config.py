@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -120,6 +121,8 @@ class Settings:
     training_consent_default: bool = True
     crisis_resources: str = DEFAULT_CRISIS_RESOURCES
     model_keep: int = 3
+    model_store_url: str | None = None  # s3://bucket/prefix: versions published there, MODEL_DIR a cache
+    aws_region: str | None = None  # AWS_REGION (boto3 itself reads only AWS_DEFAULT_REGION)
     embeddings_dir: str = "./.cache/embeddings"  # where `python -m embeddings.export` put the ONNX model
     train: TrainSettings = field(default_factory=TrainSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
@@ -156,6 +159,8 @@ class Settings:
             training_consent_default=env.flag("TRAINING_CONSENT_DEFAULT", d.training_consent_default),
             crisis_resources=env.text("CRISIS_RESOURCES") or d.crisis_resources,
             model_keep=env.number("MODEL_KEEP", d.model_keep, int, minimum=1),
+            model_store_url=_model_store_url(env),
+            aws_region=env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION"),
             embeddings_dir=env.text("EMBEDDINGS_DIR") or d.embeddings_dir,
             train=TrainSettings.from_env(env),
             local=LocalSettings.from_env(env),
@@ -195,13 +200,16 @@ class RunConfig:
     history_turns: int
     log_level: str
     train: TrainSettings
+    model_store_url: str | None = None  # the bucket's credentials stay in the environment, never in the record
+    aws_region: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RunConfig":
         """The parts of the service's settings that a training run uses."""
         return cls(base_model=settings.base_model, model_dir=str(settings.model_dir),
                    model_keep=settings.model_keep, history_turns=settings.history_turns,
-                   log_level=settings.log_level, train=settings.train)
+                   log_level=settings.log_level, train=settings.train,
+                   model_store_url=settings.model_store_url, aws_region=settings.aws_region)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
@@ -221,6 +229,14 @@ def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
 def _database_url(env: "_Env") -> str:
     """DATABASE_URL wins over DB_URL; the SQLite file under data/ when neither is set."""
     return env.text("DATABASE_URL") or env.text("DB_URL") or DEFAULT_DATABASE_URL
+
+
+def _model_store_url(env: "_Env") -> str | None:
+    """MODEL_STORE_URL, when set, as s3://bucket or s3://bucket/prefix."""
+    url = env.text("MODEL_STORE_URL")
+    if url is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", url):
+        raise ConfigError(f"MODEL_STORE_URL must look like s3://bucket/prefix, not {url!r}.")
+    return url
 
 
 def configure_logging(level: str) -> None:

@@ -1,10 +1,11 @@
 """Replies from the active local model version, whole or streamed.
 
-Each process loads the active version once and looks for a newer one every
-MODEL_POLL_SECONDS: it loads the new version beside the old and swaps the
-reference, so replies in flight finish on the version they started with. Until a
-version is loaded, or when anything goes wrong, the methods raise a ProviderError
-and the router asks Groq instead.
+Each process reads the active version from the database, fetches it through the
+registry (verified, from the bucket when there is one) and loads it once; every
+MODEL_POLL_SECONDS it looks again, loads a newly activated version beside the old
+and swaps the reference, so replies in flight finish on the version they started
+with. Until a version is loaded, or when anything goes wrong, the methods raise a
+ProviderError and the router asks Groq instead.
 
 All torch work (loading and generating) runs on one long-lived thread per
 process. Torch's CPU thread pool is per calling thread: generating from several
@@ -25,22 +26,24 @@ from typing import Iterator
 
 from assistant.completion import Completion, ProviderError, ProviderFailed, ProviderTimeout, ProviderUnavailable
 from config import LocalSettings
-from registry.versions import Registry, Version
+from registry.store import Registry
+from registry.versions import RegistryError
 
 log = logging.getLogger(__name__)
 
 
 class LocalProvider:
-    """The active version of MODEL_DIR, kept current by a watcher thread."""
+    """The active version, kept current by a watcher thread."""
 
     source = "local"
 
-    def __init__(self, model_dir: str, settings: LocalSettings):
-        self.registry = Registry(model_dir)
+    def __init__(self, registry: Registry, settings: LocalSettings):
+        self.registry = registry
         self.settings = settings
         self.loaded = None  # a LoadedModel; replaced whole, never changed in place
         self.load_error: str | None = None
         self._failed_version: str | None = None
+        self._settled = threading.Event()  # the first look for the active version has ended, however it went
         self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="local-model-watcher", daemon=True)
@@ -50,6 +53,10 @@ class LocalProvider:
         """What this process serves, for /api/stats."""
         loaded = self.loaded
         return {"loaded_version": loaded.version if loaded else None, "load_error": self.load_error}
+
+    def ready(self) -> bool:
+        """True once this process serves the active version, has given up on it, or none is active."""
+        return self._settled.is_set() or self.registry.active_name() is None
 
     def complete(self, messages: list[dict]) -> Completion:
         """The whole reply; LOCAL_TIMEOUT bounds the wait for a turn and the generation."""
@@ -79,24 +86,24 @@ class LocalProvider:
 
     def refresh(self) -> None:
         """Load the active version if it is not the one in memory; drop the model when none is active."""
-        active = self.registry.active()
+        name = self.registry.active_name()
         current = self.loaded
-        if active is None:
+        if name is None:
             if current is not None:
-                log.warning("No intact active model version any more: local replies are off")
+                log.warning("No active model version any more: local replies are off")
             self.loaded, self.load_error = None, "no active version"
             return
-        if (current and current.version == active.name) or active.name == self._failed_version:
+        if (current and current.version == name) or name == self._failed_version:
             return
         started = time.monotonic()
         try:
-            self.loaded = self._torch.submit(_load, active, self.settings).result()
-        except Exception as e:  # a corrupt or unreadable version must not take the worker down
-            self._failed_version, self.load_error = active.name, f"{active.name}: {type(e).__name__}: {e}"[:500]
-            log.error("Local model %s could not be loaded, replies fall back to Groq: %s", active.name, self.load_error)
+            self.loaded = self._torch.submit(_load, self.registry, name, self.settings).result()
+        except Exception as e:  # a damaged, missing or unreadable version must not take the worker down
+            self._failed_version, self.load_error = name, f"{name}: {type(e).__name__}: {e}"[:500]
+            log.error("Local model %s could not be loaded, replies fall back to Groq: %s", name, self.load_error)
             return
         self.load_error = None
-        log.info("Local model loaded: %s (%.1fs)", active.name, time.monotonic() - started)
+        log.info("Local model loaded: %s (%.1fs)", name, time.monotonic() - started)
 
     def close(self) -> None:
         """Stop watching for new versions and let the torch thread end."""
@@ -108,8 +115,9 @@ class LocalProvider:
         while not self._stop.is_set():
             try:
                 self.refresh()
-            except Exception:  # the watcher must outlive a bad moment on the volume
+            except Exception:  # the watcher must outlive a bad moment of the database or the store
                 log.exception("Looking for a new local model version failed")
+            self._settled.set()
             self._stop.wait(self.settings.poll_seconds)
 
 
@@ -171,13 +179,17 @@ class LocalStream:
         return kind, value
 
 
-def _load(version: Version, settings: LocalSettings):
-    """Runs on the torch thread: the version's tokenizer and weights."""
+def _load(registry: Registry, name: str, settings: LocalSettings):
+    """Runs on the torch thread: the version's files, fetched and verified, then its tokenizer and weights."""
     from assistant.local_model import LoadedModel  # imports torch
     from hardware import set_torch_threads
 
+    version = registry.get(name)
+    if version is None:
+        raise RegistryError(f"the active version {name} is not complete in {registry.location}")
+    path = registry.local(version)
     set_torch_threads(settings.threads)
-    return LoadedModel(version.name, version.path, settings)
+    return LoadedModel(name, path, settings)
 
 
 def _generate(loaded, messages: list[dict], deadline: float, items: queue.Queue, cancelled: threading.Event) -> None:

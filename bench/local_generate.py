@@ -76,7 +76,8 @@ def run_side(side: str, folder: Path, messages: list[dict], new_tokens: int, rep
     from assistant.local_provider import LocalProvider
     from config import LocalSettings
     from hardware import set_torch_threads
-    from registry.versions import Registry
+    from registry.store import Registry
+    from storage.migrate import migrated_engine
 
     if side == "plain_generate":
         set_torch_threads(0)
@@ -84,11 +85,11 @@ def run_side(side: str, folder: Path, messages: list[dict], new_tokens: int, rep
         run = lambda: plain_generate(model, tokenizer, messages, new_tokens)  # noqa: E731
     else:
         with tempfile.TemporaryDirectory() as models:
-            registry = Registry(models)
+            registry = Registry(models, migrated_engine(f"sqlite:///{models}/bench.db"))
             version = registry.save(lambda out: shutil.copytree(folder, out, dirs_exist_ok=True),
                                     {"gate": {"passed": True}})
             registry.activate(version.name)
-            local = LocalProvider(models, LocalSettings(
+            local = LocalProvider(registry, LocalSettings(
                 quantize=side == "local_provider", temperature=0.0, repetition_penalty=1.0,
                 max_new_tokens=new_tokens, timeout=600, poll_seconds=3600))
             while local.loaded is None:

@@ -16,7 +16,8 @@ from config import ConfigError, Settings, configure_logging
 from jobs.policy import Policy
 from jobs.supervisor import Supervisor
 from jobs.trigger import POLL_SECONDS, Trigger
-from registry.versions import Registry, RegistryError
+from registry.store import Registry
+from registry.versions import RegistryError
 from storage.migrate import migrated_engine
 from storage.training_runs import run_json
 
@@ -73,10 +74,10 @@ def cmd_worker(settings: Settings, _args) -> int:
 
 def cmd_status(settings: Settings, _args) -> int:
     """Recent runs, the active version, and eligible data against the threshold, as JSON."""
-    policy = Policy(settings, migrated_engine(settings.database_url))
-    active = Registry.from_settings(settings).active()
+    engine = migrated_engine(settings.database_url)
+    policy = Policy(settings, engine)
     print(json.dumps({
-        "active_version": active.name if active else None,
+        "active_version": Registry.from_settings(settings, engine).active_name(),
         "eligible_since_last_training": policy.eligible_since_last_training(),
         "auto_train_threshold": settings.auto_train_threshold,
         "runs": [run_json(r) for r in policy.runs.recent(5)],

@@ -1,4 +1,4 @@
-"""The ORM: chat sessions, their messages, training runs and the training lease."""
+"""The ORM: chat sessions, their messages, training runs, the training lease and the active model version."""
 
 from __future__ import annotations
 
@@ -117,3 +117,13 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     holder: Mapped[str | None] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ActiveVersion(Base):
+    """Which model version serves: one row, the one truth for every worker and replica."""
+
+    __tablename__ = "active_version"
+
+    slot: Mapped[str] = mapped_column(String(16), primary_key=True)  # "local"
+    version: Mapped[str | None] = mapped_column(String(64))  # None until a version is first activated
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

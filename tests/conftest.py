@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from api import create_app
 from config import Settings
 from storage.engine import make_engine
+from storage.migrate import migrated_engine
 from tests.fakes.groq_server import FakeGroq
 
 ADMIN_TOKEN = "admin-secret-token"
@@ -120,15 +122,58 @@ def tiny_tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def save_version(model_dir, source_dir, activate: bool = True) -> str:
-    """A model version in MODEL_DIR made from a saved model folder, as a passed run would leave it."""
+@contextmanager
+def opened_registry(settings: Settings):
+    """The registry of ``settings`` (MODEL_DIR, MODEL_STORE_URL, the database's pointer), as a process opens it."""
+    from registry.store import Registry
+
+    engine = migrated_engine(settings.database_url)
+    try:
+        yield Registry.from_settings(settings, engine)
+    finally:
+        engine.dispose()
+
+
+def save_version(settings: Settings, source_dir, activate: bool = True) -> str:
+    """A model version made from a saved model folder, as a passed run would leave it."""
     import shutil
 
-    from registry.versions import Registry
-
-    registry = Registry(model_dir)
-    version = registry.save(lambda folder: shutil.copytree(source_dir, folder, dirs_exist_ok=True),
-                            {"run_id": None, "metrics": {"candidate_loss": 1.0}, "gate": {"passed": True}})
-    if activate:
-        registry.activate(version.name)
+    with opened_registry(settings) as registry:
+        version = registry.save(lambda folder: shutil.copytree(source_dir, folder, dirs_exist_ok=True),
+                                {"run_id": None, "metrics": {"candidate_loss": 1.0}, "gate": {"passed": True}})
+        if activate:
+            registry.activate(version.name)
     return version.name
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API (moto's server mode) on loopback; clients reach it over HTTP like any bucket."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.servers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def model_bucket(s3_server, monkeypatch):
+    """A new, empty bucket; returns its MODEL_STORE_URL and the AWS_* variables a process needs to reach it.
+
+    This process gets the variables too, as a deployment's processes would.
+    """
+    import uuid
+
+    import boto3
+
+    env = {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "test-key-id", "AWS_SECRET_ACCESS_KEY": "test-secret",
+           "AWS_REGION": "us-east-1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"models-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", region_name=env["AWS_REGION"]).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/versions", env

@@ -40,14 +40,15 @@ def wait_until_up(url: str, timeout: float = 60.0, process: subprocess.Popen | N
 
 
 @contextmanager
-def gunicorn(env: dict, app: str = "api:app", log_path: Path | None = None, command: list[str] | None = None):
-    """Run gunicorn with gunicorn.conf.py and ``env`` on a free port; yield its base URL."""
+def gunicorn(env: dict, app: str = "api:app", log_path: Path | None = None, command: list[str] | None = None,
+             cwd: Path = ROOT):
+    """Run gunicorn with gunicorn.conf.py and ``env`` on a free port, from ``cwd``; yield its base URL."""
     port = free_port()
     full_env = {**os.environ, "PORT": str(port), **env}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     process = subprocess.Popen(
         command or [str(GUNICORN), "-c", "gunicorn.conf.py", app],
-        cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from registry.versions import Registry
 from tests.conftest import ADMIN_TOKEN, stored
 from tests.fakes.groq_server import Behaviour
 from tests.servers import ROOT, gunicorn
@@ -103,4 +102,4 @@ def test_the_worker_process_trains_when_the_threshold_is_reached_and_stops_on_si
     (run,) = stored(app, "training_runs")
     assert worker.returncode == 0 and run["status"] == "succeeded" and run["trigger"] == "auto"
     assert "Auto-triggering training (24 new messages)" in log_path.read_text()
-    assert Registry(settings.model_dir).active().name == run["version"]
+    assert app.extensions["therapistai"].registry.active_name() == run["version"]

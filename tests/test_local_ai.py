@@ -30,7 +30,7 @@ def loaded_version(app):
 
 def test_the_active_version_answers_whole_and_streamed_and_is_never_a_training_target(
         make_app, settings, fake_groq, tiny_model_dir, admin_headers):
-    version = save_version(settings.model_dir, tiny_model_dir)
+    version = save_version(settings, tiny_model_dir)
     app = local_app(make_app, settings)
     wait_for(lambda: loaded_version(app) == version)
     client = app.test_client()
@@ -66,9 +66,9 @@ def test_without_an_active_version_groq_answers_and_the_reply_says_so(make_app, 
 
 def test_a_corrupt_active_version_falls_back_to_groq_and_the_service_stays_up(
         make_app, settings, fake_groq, tiny_model_dir, admin_headers):
-    version = save_version(settings.model_dir, tiny_model_dir)
+    version = save_version(settings, tiny_model_dir)
     weights = next((Path(settings.model_dir) / version).glob("*.safetensors"))
-    weights.write_bytes(b"\0" * weights.stat().st_size)  # same size: the registry's check passes, loading fails
+    weights.write_bytes(b"\0" * weights.stat().st_size)  # same size: only the checksum tells
     fake_groq.default = Behaviour(text="From Groq.")
     app = local_app(make_app, settings)
     client = app.test_client()
@@ -78,11 +78,12 @@ def test_a_corrupt_active_version_falls_back_to_groq_and_the_service_stays_up(
 
     assert (body["source"], body["fallback"]) == ("groq", "local_unavailable")
     assert client.get("/health").status_code == 200
-    assert version in client.get("/api/stats", headers=admin_headers).get_json()["local_model"]["load_error"]
+    load_error = client.get("/api/stats", headers=admin_headers).get_json()["local_model"]["load_error"]
+    assert version in load_error and "does not match its SHA-256" in load_error
 
 
 def test_a_reply_over_local_timeout_is_answered_by_groq(make_app, settings, fake_groq, tiny_model_dir):
-    save_version(settings.model_dir, tiny_model_dir)
+    save_version(settings, tiny_model_dir)
     fake_groq.default = Behaviour(text="From Groq.")
     app = local_app(make_app, settings, timeout=0.1, max_new_tokens=1500)
     wait_for(lambda: loaded_version(app) is not None)
@@ -93,14 +94,14 @@ def test_a_reply_over_local_timeout_is_answered_by_groq(make_app, settings, fake
 
 
 def test_a_newly_activated_version_replaces_the_loaded_one(make_app, settings, fake_groq, tiny_model_dir):
-    first = save_version(settings.model_dir, tiny_model_dir)
+    first = save_version(settings, tiny_model_dir)
     app = local_app(make_app, settings)
     wait_for(lambda: loaded_version(app) == first)
     client = app.test_client()
     stream = client.post("/api/chat", json={"message": "hello", "stream": True}, buffered=False)
     first_chunk = next(stream.response)  # a reply in flight on the first version
 
-    second = save_version(settings.model_dir, tiny_model_dir)
+    second = save_version(settings, tiny_model_dir)
     wait_for(lambda: loaded_version(app) == second)
     rest = b"".join(stream.response)
 

@@ -7,7 +7,6 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from registry.versions import Registry
 from storage.training_runs import TrainingRuns
 from tests.browser import chromium, screenshots, served, wait_until
 from tests.conftest import ADMIN_TOKEN, save_version, stored
@@ -124,8 +123,8 @@ def test_chat_page_screenshots_at_desktop_and_phone_width(browser, site, fake_gr
 
 def test_the_dashboard_rejects_a_wrong_token_then_shows_runs_and_activates_a_version(
         browser, site, app, settings, tiny_model_dir, client):
-    older = save_version(settings.model_dir, tiny_model_dir)
-    newer = save_version(settings.model_dir, tiny_model_dir)
+    older = save_version(settings, tiny_model_dir)
+    newer = save_version(settings, tiny_model_dir)
     runs = TrainingRuns(app.extensions["therapistai"].repo.engine)
     run = runs.start("auto", {}).id
     for step, value in enumerate((2.5, 1.9, 1.2, 0.8), start=1):
@@ -150,7 +149,7 @@ def test_the_dashboard_rejects_a_wrong_token_then_shows_runs_and_activates_a_ver
     assert browser.find_element(By.ID, "eligible").get_attribute("max") == "100"
 
     browser.find_element(By.CSS_SELECTOR, f"tr[data-version='{older}'] button").click()
-    wait_until(lambda: Registry(settings.model_dir).active().name == older, what="the activation")
+    wait_until(lambda: app.extensions["therapistai"].registry.active_name() == older, what="the activation")
     wait_until(lambda: "active" == browser.find_element(By.CSS_SELECTOR, f"tr[data-version='{older}'] td:nth-child(2)")
                .text, what="the table to follow")
     screenshots(browser, "admin")

@@ -10,7 +10,6 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from assistant.prompts import build_messages
-from registry.versions import Registry
 from tests.conftest import stored
 from tests.fakes.groq_server import Behaviour
 
@@ -57,7 +56,7 @@ def test_training_distils_the_pattern_into_a_version_that_loads_and_generates(ap
     assert run["step"] == run["total_steps"] > 0 and len(run["losses"] if isinstance(run["losses"], list)
                                                          else json.loads(run["losses"])) == run["step"]
     assert run["train_examples"] + run["eval_examples"] == 24 and run["eval_examples"] >= 2
-    registry = Registry(train_env["MODEL_DIR"])
+    registry = app.extensions["therapistai"].registry
     active = registry.active()
     assert active.name == run["version"] and f"Model saved to: {active.path}" in result.stderr
     assert active.metadata["metrics"]["candidate_loss"] == pytest.approx(run["candidate_loss"])
@@ -73,7 +72,7 @@ def test_training_distils_the_pattern_into_a_version_that_loads_and_generates(ap
 def test_a_second_run_that_does_not_beat_the_active_version_is_rejected(app, client, fake_groq, train_env):
     hold_conversations(client, fake_groq)
     assert trainer_cli("train", env=train_env).returncode == 0
-    first = Registry(train_env["MODEL_DIR"]).active().name
+    first = app.extensions["therapistai"].registry.active_name()
 
     result = trainer_cli("train", "--force", env={**train_env, "TRAIN_LR": "0.0000001", "TRAIN_EPOCHS": "1"})
 
@@ -82,7 +81,7 @@ def test_a_second_run_that_does_not_beat_the_active_version_is_rejected(app, cli
     assert [r["status"] for r in runs] == ["succeeded", "rejected"], [
         (r["base_loss"], r["active_loss"], r["candidate_loss"], r["eval_examples"]) for r in runs]
     assert "does not beat the active version" in runs[1]["error"]
-    registry = Registry(train_env["MODEL_DIR"])
+    registry = app.extensions["therapistai"].registry
     assert registry.active().name == first
     assert registry.get(runs[1]["version"]).rejected
 

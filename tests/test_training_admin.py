@@ -9,7 +9,6 @@ from dataclasses import replace
 import pytest
 
 from config import Settings
-from registry.versions import Registry
 from tests.conftest import stored
 from tests.test_trainer_e2e import hold_conversations
 
@@ -77,7 +76,7 @@ def test_killing_the_training_child_fails_the_run_frees_the_lease_and_keeps_serv
 
     assert run["status"] == "failed" and "killed by signal 9" in run["error"]
     assert f"Training run {run_id}:" in run["error"]  # the tail of the child's log
-    assert Registry(settings.model_dir).active().name == first
+    assert trainer_app.extensions["therapistai"].registry.active_name() == first
     assert client.post("/api/chat", json={"message": "still there?"}).status_code == 200
     training = trainer_app.extensions["therapistai"].training
     assert training.policy.cooldown_left() > 0 and training.check() is None  # no auto-trigger during the cooldown
@@ -122,7 +121,7 @@ def test_a_run_started_from_settings_built_in_code_trains_with_them_whatever_the
                        client.post("/api/admin/training", headers=admin_headers).get_json()["run_id"])
 
     assert run["status"] == "succeeded", run["error"]
-    version = Registry(app.extensions["therapistai"].settings.model_dir).get(run["version"])
+    version = app.extensions["therapistai"].registry.get(run["version"])
     made_with = json.loads((version.path / "metadata.json").read_text())["settings"]
     assert made_with["train"]["lora_r"] == 3 and made_with["train"]["epochs"] == TINY_TRAIN.epochs
     assert made_with["base_model"] == str(tiny_model_dir) and made_with["history_turns"] == 1

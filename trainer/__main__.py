@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 from config import ConfigError, Settings, configure_logging, database_url_from_env
-from registry.versions import Registry, RegistryError, version_json
+from registry.store import Registry
+from registry.versions import RegistryError, version_json
+from storage.migrate import migrated_engine
 
 TRAINING_PACKAGES = "torch, transformers, peft, datasets"
 SUPERVISOR_COMMANDS = ("worker", "status")
@@ -85,7 +87,6 @@ def cmd_train(args) -> int:
 
 def cmd_export(args) -> int:
     """Write the redacted examples to a JSONL file."""
-    from storage.migrate import migrated_engine
     from storage.repo import Repo
     from trainer.dataset import export_jsonl, load_split
 
@@ -99,11 +100,11 @@ def cmd_export(args) -> int:
 
 def cmd_models(_args) -> int:
     """Print the versions, newest first."""
-    registry = Registry.from_settings(_settings())
+    registry = _registry()
     active = registry.active()
     versions = [version_json(v, active) for v in registry.versions()]
     if not versions:
-        print(f"no model versions in {registry.root}")
+        print(f"no model versions in {registry.location}")
     for v in versions:
         metrics = v["metrics"]
         state = "rejected" if v["rejected"] else "ok"
@@ -113,8 +114,8 @@ def cmd_models(_args) -> int:
 
 
 def cmd_activate(args) -> int:
-    """Point ACTIVE at a version."""
-    version = Registry.from_settings(_settings()).activate(args.version)
+    """Make a version the active one, for every process that reads the database."""
+    version = _registry().activate(args.version)
     print(f"active: {version.name}")
     return 0
 
@@ -124,6 +125,12 @@ def _settings() -> Settings:
     settings = Settings.from_env()
     configure_logging(settings.log_level)
     return settings
+
+
+def _registry() -> Registry:
+    """The versions of MODEL_DIR or MODEL_STORE_URL, with the database's active pointer."""
+    settings = _settings()
+    return Registry.from_settings(settings, migrated_engine(settings.database_url))
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -13,7 +13,8 @@ from importlib.metadata import version as package_version
 
 from config import RunConfig, TrainSettings, configure_logging
 from hardware import set_torch_threads
-from registry.versions import Registry, RegistryError, Version
+from registry.store import Registry
+from registry.versions import RegistryError, Version
 from storage.migrate import migrated_engine
 from storage.repo import NO_ELIGIBLE_REPLIES, Repo
 from storage.training_runs import TrainingRuns
@@ -33,7 +34,7 @@ def run_training(database_url: str, run_id: int) -> str:
     try:
         config = _claimed_config(runs, run_id)
         configure_logging(config.log_level)
-        registry = Registry.from_settings(config)
+        registry = Registry.from_settings(config, engine)
         split = _examples(config, Repo(engine), registry)
         outcome = _train_and_register(config, runs, registry, split, run_id)
         runs.finish(run_id, **outcome)
@@ -75,7 +76,7 @@ def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registr
              run_id, len(split.train), len(split.eval), threads)
     runs.update(run_id, train_examples=len(split.train), eval_examples=len(split.eval), watermark=split.watermark)
     active = registry.active()
-    active_loss = _version_loss(active.path, split, ts) if active else None
+    active_loss = _version_loss(registry.local(active), split, ts) if active else None
     tokenizer, model = load_base(config.base_model)
     train_features, eval_features = _tokenised(tokenizer, split, ts.max_seq_len)
     base_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)

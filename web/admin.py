@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from storage.engine import is_persistent
-from registry.versions import Registry
 from storage.training_runs import run_json
 from web.auth import admin_only
 from web.services import services
@@ -20,7 +19,6 @@ def stats():
     svc = services()
     settings, training, local = svc.settings, svc.training, svc.assistant.local
     running = training.supervisor.runs.running()
-    active = Registry.from_settings(settings).active()
     return jsonify({
         **svc.repo.totals(),
         "messages_per_day": svc.repo.messages_per_day(),
@@ -29,7 +27,7 @@ def stats():
         "auto_training": {"enabled": settings.enable_auto_training, "running": running and run_json(running),
                           "cooldown_s": round(training.policy.cooldown_left()),
                           "lease_holder": training.supervisor.leases.holder()},
-        "active_model": active and active.name,
+        "active_model": svc.registry.active_name(),
         "use_local_ai": settings.use_local_ai,
         "local_model": local.status() if local else None,
         "groq": {"configured": svc.assistant.configured, "model": settings.groq_model},

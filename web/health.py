@@ -1,4 +1,4 @@
-"""Liveness and database health."""
+"""Liveness, readiness and database health."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.engine import is_persistent
+from storage.migrate import is_current
 from web.services import services
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,26 @@ bp = Blueprint("health", __name__, url_prefix="/health")
 def alive():
     """The process answers; touches nothing else."""
     return jsonify({"status": "ok"})
+
+
+@bp.get("/ready")
+def ready():
+    """200 once this worker can answer as configured: the schema is current and, with USE_LOCAL_AI=1,
+    the active version is loaded (or has failed to load, so Groq answers); 503 with what it waits for."""
+    svc = services()
+    waiting_for = []
+    try:
+        if not is_current(svc.repo.engine):
+            waiting_for.append("migrations")
+        local = svc.assistant.local
+        if local is not None and not local.ready():
+            waiting_for.append("local_model")
+    except SQLAlchemyError as e:
+        log.error("Readiness check could not reach the database: %s", type(e).__name__)
+        waiting_for.append("database")
+    if waiting_for:
+        return jsonify({"ready": False, "waiting_for": waiting_for}), 503
+    return jsonify({"ready": True})
 
 
 @bp.get("/db")

@@ -10,6 +10,7 @@ from assistant.router import Router
 from assistant.safety.screener import Screener
 from config import Settings
 from jobs.trigger import Trigger
+from registry.store import Registry
 from storage.repo import Repo
 
 KEY = "therapistai"
@@ -21,6 +22,7 @@ class Services:
     repo: Repo
     assistant: Router
     safety: Screener
+    registry: Registry  # model versions and the active one
     training: Trigger  # .policy, .supervisor, .notify
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from jobs.supervisor import TrainingBusy
-from registry.versions import Registry, RegistryError, version_json
+from registry.versions import RegistryError, version_json
 from storage.training_runs import run_json
 from web.auth import admin_only
 from web.errors import ApiError
@@ -38,7 +38,7 @@ def start():
 @admin_only
 def models():
     """Model versions with their metrics, newest first, and which one is active."""
-    registry = Registry.from_settings(services().settings)
+    registry = services().registry
     active = registry.active()
     return jsonify({"active": active and active.name,
                     "versions": [version_json(v, active) for v in registry.versions()]})
@@ -49,7 +49,7 @@ def models():
 def activate(version: str):
     """Make a version active: promote a rejected candidate or roll back to an older one."""
     try:
-        activated = Registry.from_settings(services().settings).activate(version)
+        activated = services().registry.activate(version)
     except RegistryError:
         raise ApiError(404, "model_not_found", f"No intact model version named {version!r}; "
                        "GET /api/admin/models lists them.") from None
