@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The crisis screen's embedding model, exported to ONNX at install time (needs torch once, not to serve).
 EMBEDDING_ONNX := .cache/embeddings/all-MiniLM-L6-v2.onnx
 
-.PHONY: run dev test bench clean
+.PHONY: run dev test bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,16 @@ run: $(VENV)/.serving $(EMBEDDING_ONNX)
 dev: $(VENV)/.serving $(EMBEDDING_ONNX)
 	$(BIN)/python api.py
 
-test: $(VENV)/.dev $(EMBEDDING_ONNX)
+# The browser tests drive Debian's Chromium and ChromeDriver; they fail, never skip, without them.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "Installing chromium and chromium-driver for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+test: $(VENV)/.dev $(EMBEDDING_ONNX) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev

@@ -76,36 +76,67 @@ def test_railway_json_starts_a_healthy_service(database_url, fake_groq):
         assert requests.get(base_url + deploy["healthcheckPath"], timeout=5).status_code == 200
 
 
-def railway_graph() -> dict:
-    """Evaluate .railway/railway.py with railway-sdk, as the Railway CLI does."""
+def railway_graph(layout: str) -> dict[str, list[dict]]:
+    """Evaluate .railway/railway.py with railway-sdk, as the Railway CLI does; its resources by type."""
     from railway_sdk import create_railway_context
 
     spec = importlib.util.spec_from_file_location("railway_iac", ROOT / ".railway" / "railway.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main(create_railway_context(environment="production")).to_graph()
-
-
-def test_railway_iac_wires_web_database_and_volume():
-    graph = railway_graph()
+    graph = module.main(create_railway_context(environment="production", layout=layout)).to_graph()
     by_type = {}
     for resource in graph["resources"]:
         by_type.setdefault(resource["type"], []).append(resource)
+    return by_type
+
+
+def literals(service: dict) -> dict[str, str]:
+    return {k: v["value"] for k, v in service["variables"].items() if v["type"] == "literal"}
+
+
+def test_railway_iac_one_service_wires_web_database_and_volume():
+    by_type = railway_graph("one-service")
     (web,) = by_type["service"]
     (db,) = by_type["database"]
     (volume,) = by_type["volume"]
 
-    assert db["name"] == "postgres" and "postgres" in json.dumps(db)
+    assert db["name"] == "postgres" and "postgres" in json.dumps(db) and "bucket" not in by_type
     assert web["build"] == {"builder": "DOCKERFILE", "dockerfilePath": "Dockerfile"}
-    assert web["deploy"]["healthcheckPath"] == "/health" and web["deploy"]["startCommand"].startswith("gunicorn")
+    railway_json = json.loads((ROOT / "railway.json").read_text())["deploy"]
+    for key in ("startCommand", "healthcheckPath", "healthcheckTimeout", "restartPolicyType", "restartPolicyMaxRetries"):
+        assert web["deploy"][key] == railway_json[key], key  # the two configurations agree
+    assert web["deploy"]["healthcheckPath"] == "/health/ready"
     assert web["variables"]["DATABASE_URL"] == {"type": "reference", "resource": db["address"], "output": "DATABASE_URL"}
-    assert {k: v["value"] for k, v in web["variables"].items() if v["type"] == "literal"} == \
-        {"USE_LOCAL_AI": "0", "ENABLE_AUTO_TRAINING": "1", "AUTO_TRAIN_THRESHOLD": "100"}
+    assert literals(web) == {"USE_LOCAL_AI": "0", "ENABLE_AUTO_TRAINING": "1", "AUTO_TRAIN_THRESHOLD": "100"}
     (attachment,) = web["volumeAttachments"].values()
     assert attachment["volume"] == volume["address"]
     # Railway sets RAILWAY_VOLUME_MOUNT_PATH to the mount path; the app keeps its models there
     assert Settings.from_env({"RAILWAY_VOLUME_MOUNT_PATH": attachment["mountPath"]}).model_dir == \
         attachment["mountPath"] == "/app/models"
+
+
+def test_railway_iac_scale_out_shares_only_postgres_and_a_bucket_between_web_replicas_and_the_trainer():
+    by_type = railway_graph("scale-out")
+    web, trainer = sorted(by_type["service"], key=lambda s: s["name"] == "trainer")
+    (db,) = by_type["database"]
+    (bucket,) = by_type["bucket"]
+
+    assert "volume" not in by_type and not web.get("volumeAttachments") and not trainer.get("volumeAttachments")
+    assert web["deploy"]["numReplicas"] >= 2 and web["deploy"]["healthcheckPath"] == "/health/ready"
+    assert trainer["deploy"]["startCommand"] == "python -m trainer worker" and "healthcheckPath" not in trainer["deploy"]
+    for service in (web, trainer):
+        refs = {k: (v["resource"], v["output"]) for k, v in service["variables"].items() if v["type"] == "reference"}
+        assert refs == {"DATABASE_URL": (db["address"], "DATABASE_URL"),
+                        "AWS_ENDPOINT_URL": (bucket["address"], "ENDPOINT"),
+                        "AWS_ACCESS_KEY_ID": (bucket["address"], "ACCESS_KEY_ID"),
+                        "AWS_SECRET_ACCESS_KEY": (bucket["address"], "SECRET_ACCESS_KEY"),
+                        "AWS_REGION": (bucket["address"], "REGION")}
+        store_url = literals(service)["MODEL_STORE_URL"]
+        assert store_url == "s3://${{%s.BUCKET}}/versions" % bucket["name"]
+        # what the app reads once Railway has filled in the bucket's name
+        resolved = {**literals(service), "MODEL_STORE_URL": store_url.replace("${{models.BUCKET}}", "models-a1b2c3")}
+        assert Settings.from_env(resolved).model_store_url == "s3://models-a1b2c3/versions"
+    assert literals(web)["ENABLE_AUTO_TRAINING"] == "0" and literals(trainer)["AUTO_TRAIN_THRESHOLD"] == "100"
 
 
 def test_models_outside_the_railway_volume_are_warned_about(make_app, caplog, tmp_path):
