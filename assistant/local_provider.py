@@ -30,6 +30,7 @@ from registry.store import Registry
 from registry.versions import RegistryError
 
 log = logging.getLogger(__name__)
+RETRY_FAILED_S = 300.0  # a version that failed to load is tried again after this long, not at every poll
 
 
 class LocalProvider:
@@ -42,7 +43,7 @@ class LocalProvider:
         self.settings = settings
         self.loaded = None  # a LoadedModel; replaced whole, never changed in place
         self.load_error: str | None = None
-        self._failed_version: str | None = None
+        self._failed: tuple[str, float] | None = None  # the version that failed to load, and when
         self._settled = threading.Event()  # the first look for the active version has ended, however it went
         self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
         self._stop = threading.Event()
@@ -93,17 +94,22 @@ class LocalProvider:
                 log.warning("No active model version any more: local replies are off")
             self.loaded, self.load_error = None, "no active version"
             return
-        if (current and current.version == name) or name == self._failed_version:
+        if (current and current.version == name) or self._gave_up_on(name):
             return
         started = time.monotonic()
         try:
             self.loaded = self._torch.submit(_load, self.registry, name, self.settings).result()
         except Exception as e:  # a damaged, missing or unreadable version must not take the worker down
-            self._failed_version, self.load_error = name, f"{name}: {type(e).__name__}: {e}"[:500]
+            self._failed, self.load_error = (name, time.monotonic()), f"{name}: {type(e).__name__}: {e}"[:500]
             log.error("Local model %s could not be loaded, replies fall back to Groq: %s", name, self.load_error)
             return
         self.load_error = None
         log.info("Local model loaded: %s (%.1fs)", name, time.monotonic() - started)
+
+    def _gave_up_on(self, name: str) -> bool:
+        """True while ``name`` failed to load less than RETRY_FAILED_S ago (the store may have been down)."""
+        return self._failed is not None and self._failed[0] == name and \
+            time.monotonic() - self._failed[1] < RETRY_FAILED_S
 
     def close(self) -> None:
         """Stop watching for new versions and let the torch thread end."""

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from registry.versions import METADATA, VERSION_PATTERN, RegistryError, Version
+from registry.versions import METADATA, VERSION_PATTERN, StoreUnavailable, Version
 
 log = logging.getLogger(__name__)
 S3_ERRORS = (BotoCoreError, ClientError)
@@ -71,9 +71,9 @@ class Bucket:
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
-            raise RegistryError(self._advice("read", e)) from e
+            raise StoreUnavailable(self._advice("read", e)) from e
         except BotoCoreError as e:
-            raise RegistryError(self._advice("read", e)) from e
+            raise StoreUnavailable(self._advice("read", e)) from e
         except ValueError:
             log.warning("Ignoring model version %s in %s: its metadata is not JSON", name, self.url)
             return None
@@ -106,11 +106,11 @@ class Bucket:
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Turn boto3's errors into a RegistryError that names the store and the variables to check."""
+        """Turn boto3's errors into StoreUnavailable, naming the store and the variables to check."""
         try:
             yield
         except S3_ERRORS as e:
-            raise RegistryError(self._advice(doing, e)) from e
+            raise StoreUnavailable(self._advice(doing, e)) from e
 
     def _advice(self, doing: str, error: Exception) -> str:
         return (f"Could not {doing} the model store {self.url} ({type(error).__name__}: {error}). "

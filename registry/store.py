@@ -70,10 +70,8 @@ class Registry:
         self._remove_leftovers()
         taken = set(self.bucket.names()) if self.bucket else set()
         name = new_name(lambda n: n in taken or (self.root / n).exists() or (self.root / f"{TMP_PREFIX}{n}").exists())
-        version = write_version(self.root, name, write, metadata)
+        version = write_version(self.root, name, write, metadata, self.bucket.publish if self.bucket else None)
         log.info("Model saved to: %s", version.path)
-        if self.bucket:
-            self.bucket.publish(version)
         return version
 
     def versions(self) -> list[Version]:
@@ -171,6 +169,14 @@ class Registry:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("Model version %s downloaded from %s", version.name, self.bucket.url)
+        self._forget_unlisted()
+
+    def _forget_unlisted(self) -> None:
+        """Cached copies of versions that retention has removed from the bucket: the cache stays bounded."""
+        listed = set(self.bucket.names())
+        for path in self.root.iterdir():
+            if path.is_dir() and VERSION_PATTERN.match(path.name) and path.name not in listed:
+                shutil.rmtree(path, ignore_errors=True)
 
     def _adopt_active_file(self) -> str | None:
         """Carry the ACTIVE file of a volume written before the database held the pointer into the database."""

@@ -27,6 +27,10 @@ class RegistryError(RuntimeError):
     """Versions cannot be stored, found or trusted; the message says what to do."""
 
 
+class StoreUnavailable(RegistryError):
+    """The bucket could not be reached or refused the request: try again later, or fix its variables."""
+
+
 @dataclass(frozen=True)
 class Version:
     name: str
@@ -44,8 +48,12 @@ class Version:
         return self.metadata["files"]
 
 
-def write_version(root: Path, name: str, write: Callable[[Path], None], metadata: dict) -> Version:
-    """Write a version through ``write(folder)``, record its files, and rename it into place."""
+def write_version(root: Path, name: str, write: Callable[[Path], None], metadata: dict,
+                  publish: Callable[[Version], None] | None = None) -> Version:
+    """Write a version through ``write(folder)``, record its files, ``publish`` it, and rename it into place.
+
+    Publishing before the rename means a complete folder in MODEL_DIR is always in the store too.
+    """
     tmp = root / f"{TMP_PREFIX}{name}"
     tmp.mkdir()
     write(tmp)
@@ -54,6 +62,8 @@ def write_version(root: Path, name: str, write: Callable[[Path], None], metadata
                 "sha256": {p.name: sha256_of(p) for p in paths}}
     (tmp / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
     _fsync_tree(tmp)
+    if publish is not None:
+        publish(Version(name, tmp, metadata))
     os.rename(tmp, root / name)
     _fsync_dir(root)
     return Version(name, root / name, metadata)

@@ -148,3 +148,31 @@ def test_a_trainer_and_a_web_replica_share_only_the_database_and_the_bucket(
     for name in (first, second):  # each process has its own copy: nothing but the bucket is shared
         assert (Path(web.model_dir) / name / "model.safetensors").is_file()
         assert (Path(trainer.model_dir) / name / "model.safetensors").is_file()
+
+
+def test_a_replica_forgets_cached_versions_that_retention_removed_from_the_bucket(stores, tiny_model_dir):
+    trainer, web = stores
+    trainer = replace(trainer, model_keep=1)
+    older = save_version(trainer, tiny_model_dir)
+    with opened_registry(web) as replica:
+        replica.local(replica.active())
+        newer = save_version(trainer, tiny_model_dir)
+        with opened_registry(trainer) as registry:
+            registry.prune()
+        replica.local(replica.active())
+
+    assert sorted(p.name for p in Path(web.model_dir).iterdir()) == [newer]
+    assert older < newer
+
+
+def test_the_admin_api_answers_503_when_the_store_cannot_be_reached(make_app, settings, model_bucket, admin_headers):
+    client = make_app(model_store_url="s3://no-such-bucket/versions", aws_region="us-east-1").test_client()
+
+    listing = client.get("/api/admin/models", headers=admin_headers)
+    activation = client.post("/api/admin/models/model_20260101_000000/activate", headers=admin_headers)
+
+    for response in (listing, activation):
+        assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+        error = response.get_json()["error"]
+        assert error["code"] == "model_store_unavailable" and "MODEL_STORE_URL" in error["message"]
+        assert "test-secret" not in error["message"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from jobs.supervisor import TrainingBusy
-from registry.versions import RegistryError, version_json
+from registry.versions import RegistryError, StoreUnavailable, version_json
 from storage.training_runs import run_json
 from web.auth import admin_only
 from web.errors import ApiError
@@ -39,9 +39,12 @@ def start():
 def models():
     """Model versions with their metrics, newest first, and which one is active."""
     registry = services().registry
-    active = registry.active()
-    return jsonify({"active": active and active.name,
-                    "versions": [version_json(v, active) for v in registry.versions()]})
+    try:
+        active = registry.active()
+        versions = [version_json(v, active) for v in registry.versions()]
+    except StoreUnavailable as e:
+        raise _store_unavailable(e) from None
+    return jsonify({"active": active and active.name, "versions": versions})
 
 
 @bp.post("/models/<version>/activate")
@@ -50,7 +53,14 @@ def activate(version: str):
     """Make a version active: promote a rejected candidate or roll back to an older one."""
     try:
         activated = services().registry.activate(version)
+    except StoreUnavailable as e:
+        raise _store_unavailable(e) from None
     except RegistryError:
         raise ApiError(404, "model_not_found", f"No intact model version named {version!r}; "
                        "GET /api/admin/models lists them.") from None
     return jsonify({"active": activated.name})
+
+
+def _store_unavailable(error: StoreUnavailable) -> ApiError:
+    """503 with the registry's advice (it names the variables to check, never their values)."""
+    return ApiError(503, "model_store_unavailable", str(error), headers={"Retry-After": "30"})
