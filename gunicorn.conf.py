@@ -23,6 +23,7 @@ keepalive = 5
 # Never preload: torch's thread pools and a pooled database engine must not cross a fork.
 preload_app = False
 accesslog = "-"
+logger_class = "web.access_log.RedactingLogger"  # session ids are capabilities: never in the access log
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 loglevel = _settings.log_level.lower()

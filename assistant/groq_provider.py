@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import groq
+import httpx
 from groq.types.chat import ChatCompletion, ChatCompletionChunk
 
 from assistant.completion import (
@@ -145,6 +146,12 @@ def _translated_errors():
     except groq.APIConnectionError as e:
         log.error("Groq could not be reached: %s", type(e.__cause__ or e).__name__)
         raise ProviderFailed("The assistant service could not be reached. Please try again.") from e
+    except httpx.TimeoutException as e:  # a stream that stalls: the SDK lets httpx's own errors through
+        log.warning("Groq's stream stalled: %s", type(e).__name__)
+        raise ProviderTimeout("The assistant stopped answering midway. Please try again.") from e
+    except httpx.TransportError as e:  # a stream whose connection broke (reset, protocol error)
+        log.error("Groq's stream broke: %s", type(e).__name__)
+        raise ProviderFailed("The connection to the assistant broke midway. Please try again.") from e
     except (groq.APIError, ValueError, AttributeError, IndexError) as e:
         log.error("Groq sent a reply we could not read: %s", type(e).__name__)
         raise ProviderFailed("The assistant service sent an unreadable reply. Please try again.") from e

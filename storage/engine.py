@@ -45,7 +45,8 @@ def make_engine(raw_url: str) -> Engine:
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # hide_parameters: a failed statement's error, logged at ERROR, must not carry message text.
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine

@@ -111,18 +111,31 @@ class Repo(Store):
             return list(reversed(db.scalars(query).all()))
 
     def store_reply(self, session_id: str, risk_level: str, **fields) -> int:
-        """Store an assistant reply with its source, model, timings and status; commits."""
+        """Store an assistant reply with its source, model, timings and status; commits.
+
+        Raises SessionErased when the conversation was erased while the reply was made: the
+        owner asked for it to be gone, so the reply is not kept either.
+        """
         with self._write() as db:
+            # A shared lock on the conversation: an erase that started first has committed, one
+            # that comes later waits for this reply and then deletes it with the rest.
+            row = db.execute(select(ChatSession.erased_at).where(ChatSession.id == session_id)
+                             .with_for_update(read=True)).first()
+            _check_live(row, session_id)
             return db.scalar(insert(Message).returning(Message.id).values(
                 session_id=session_id, role="assistant", risk_level=risk_level, **fields,
             ))
 
-    def messages(self, session_id: str) -> list[Message]:
-        """Every message of a live conversation the user may see, oldest first (withheld replies are not)."""
+    def messages(self, session_id: str, limit: int, before: int | None = None) -> tuple[list[Message], bool]:
+        """The newest ``limit`` messages the user may see (older than ``before``), oldest first, and whether
+        there are older ones. Withheld replies are never shown."""
+        query = select(Message).where(Message.session_id == session_id, Message.status != "blocked")
+        if before is not None:
+            query = query.where(Message.id < before)
         with self._read() as db:
             _live_session(db, session_id)
-            return list(db.scalars(select(Message).where(Message.session_id == session_id,
-                                                         Message.status != "blocked").order_by(Message.id)))
+            newest = list(db.scalars(query.order_by(Message.id.desc()).limit(limit + 1)))
+        return list(reversed(newest[:limit])), len(newest) > limit
 
     def set_consent(self, session_id: str, consent: bool) -> ChatSession:
         """Record whether a conversation may be used for training."""
@@ -135,7 +148,7 @@ class Repo(Store):
     def erase(self, session_id: str) -> None:
         """Delete a conversation's messages; a tombstone keeps its id from being reused."""
         with self._write() as db:
-            chat = _live_session(db, session_id)
+            chat = _live_session(db, session_id, lock=True)  # before the delete: see store_reply
             db.execute(delete(Message).where(Message.session_id == session_id))
             chat.user_id = None
             chat.training_consent = False
@@ -215,9 +228,9 @@ class Repo(Store):
             connection.exec_driver_sql("SELECT 1")
 
 
-def _live_session(db: Session, session_id: str) -> ChatSession:
-    """The conversation with this id, unless it never existed or was erased."""
-    chat = db.get(ChatSession, session_id)
+def _live_session(db: Session, session_id: str, lock: bool = False) -> ChatSession:
+    """The conversation with this id, unless it never existed or was erased; ``lock`` takes its row FOR UPDATE."""
+    chat = db.get(ChatSession, session_id, with_for_update=lock or None)
     _check_live(chat, session_id)
     return chat
 

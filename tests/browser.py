@@ -47,10 +47,18 @@ def chromium():
 
 
 def wait_until(predicate, timeout: float = 15.0, what: str = "the page"):
-    """Poll ``predicate`` until it returns something truthy; that value."""
+    """Poll ``predicate`` until it returns something truthy; that value.
+
+    An element the page re-rendered between finding and reading it counts as not there yet.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:

@@ -80,3 +80,33 @@ def test_unknown_routes_and_methods_answer_json(client, method, path, status):
 
     assert response.status_code == status and response.is_json
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("raw, code", [
+    ("[" * 60_000, "invalid_json"),  # deeper than the parser's stack, under the 64 KB limit
+    ('{"message": ' + "[" * 30_000 + "]" * 30_000 + "}", "invalid_json"),
+    ('{"message": "hello \\ud800 there"}', "invalid_field"),  # a lone surrogate, as JSON allows writing it
+    ('{"message": "hello", "user_id": "\\udfff"}', "invalid_field"),
+    ('{"message": "hello", "session_id": "\\ud83d"}', "invalid_field"),
+    ('{"message": "hello", "\\ud800": 1}', "unknown_field"),
+])
+def test_hostile_json_answers_400_and_stores_nothing(app, client, raw, code):
+    client.post("/api/chat", json={"message": "kept"})
+    before = stored(app)
+
+    response = client.post("/api/chat", data=raw, content_type="application/json")
+
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == code
+    assert stored(app) == before
+
+
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+@pytest.mark.parametrize("session_id", ["a%00b", "a%C3%A9b", "x" * 65, "..%2F..", "%ED%A0%80"])
+def test_a_path_id_that_was_never_issued_answers_404_on_every_database(app, client, method, session_id):
+    kept = client.post("/api/chat", json={"message": "kept"}).get_json()["session_id"]
+    path = f"/api/sessions/{session_id}" + ("/messages" if method == "get" else "")
+
+    response = getattr(client, method)(path, json={"training_consent": False} if method == "patch" else None)
+
+    assert response.status_code == 404 and response.get_json()["error"]["code"] in ("session_not_found", "not_found")
+    assert len(client.get(f"/api/sessions/{kept}/messages").get_json()["messages"]) == 2

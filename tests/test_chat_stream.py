@@ -1,5 +1,7 @@
 """POST /api/chat with stream: true: server-sent events, and what is stored when streams end early."""
 
+import pytest
+
 from tests.conftest import sse_events, stored
 from tests.fakes.groq_server import Behaviour
 
@@ -46,6 +48,21 @@ def test_stream_cut_by_groq_is_stored_as_error_with_its_partial_text(app, client
     assert events[-1]["error"]["code"] == "upstream_error" and events[-1]["error"]["session_id"]
     reply = stored(app)[1]
     assert (reply["status"], reply["content"], reply["id"]) == ("error", "alpha beta", events[-1]["error"]["message_id"])
+
+
+@pytest.mark.parametrize("drop, code", [("reset", "upstream_error"), ("stall", "upstream_timeout")])
+def test_a_groq_connection_that_resets_or_stalls_midway_ends_the_stream_with_an_error_event(
+        make_app, fake_groq, drop, code):
+    app = make_app(groq_timeout=1.0)
+    fake_groq.then(Behaviour(text="alpha beta gamma delta", drop_after_chunks=2, drop=drop))
+
+    events = sse_events(app.test_client().post("/api/chat", json={"message": "hi", "stream": True}).get_data())
+
+    error = events[-1]["error"]
+    assert error["code"] == code and error["session_id"] and error["message_id"]
+    user, reply = stored(app)
+    assert (user["content"], reply["status"], reply["error"], reply["id"]) == ("hi", "error", code, error["message_id"])
+    assert reply["content"] == "alpha beta"  # what Groq had sent is kept
 
 
 def test_stream_that_fails_before_it_starts_answers_json_error(app, client, fake_groq):

@@ -5,8 +5,10 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from storage.engine import make_engine
 from tests.fakes.groq_server import Behaviour
@@ -77,3 +79,28 @@ def test_client_disconnecting_mid_stream_leaves_a_truncated_reply(database_url, 
     status = count(database_url, "SELECT status FROM messages WHERE role = 'assistant'")
     words = count(database_url, "SELECT content FROM messages WHERE role = 'assistant'").split()
     assert status == "truncated" and 0 < len(words) < 300 and words[:3] == ["Thank", "you", "for"]
+
+
+def test_the_access_log_never_holds_a_session_id(database_url, fake_groq, tmp_path):
+    log_path = tmp_path / "gunicorn.log"
+    with gunicorn(server_env(database_url, fake_groq), log_path=log_path) as base_url:
+        session_id = requests.post(f"{base_url}/api/chat", json={"message": "hello"}, timeout=30).json()["session_id"]
+        for method, path in (("get", "/messages"), ("patch", ""), ("delete", "")):
+            getattr(requests, method)(f"{base_url}/api/sessions/{session_id}{path}",
+                                      json={"training_consent": False}, timeout=30)
+
+    log = log_path.read_text()
+    assert session_id not in log
+    assert '"GET /api/sessions/-/messages HTTP/1.1" 200' in log and '"DELETE /api/sessions/- HTTP/1.1" 204' in log
+
+
+def test_a_failed_statement_does_not_carry_its_parameters_into_the_error(database_url):
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(SQLAlchemyError) as error, engine.connect() as connection:
+            connection.execute(text("SELECT * FROM no_such_table WHERE content = :content"),
+                               {"content": "what a patient said"})
+    finally:
+        engine.dispose()
+
+    assert "what a patient said" not in str(error.value) and "no_such_table" in str(error.value)

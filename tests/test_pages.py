@@ -2,6 +2,7 @@
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -104,6 +105,56 @@ def test_reload_keeps_the_conversation_and_delete_empties_it(browser, site, fake
 
     assert not browser.find_elements(By.CSS_SELECTOR, "#messages .message")
     assert stored(app) == [] and stored(app, "chat_sessions")[0]["erased_at"] is not None
+
+
+def test_a_history_load_that_fails_keeps_the_conversation_and_a_later_one_shows_it(
+        browser, site, fake_groq, app, database_url):
+    fake_groq.default = Behaviour(text=REPLY)
+    browser.get(f"{site}/")
+    say(browser, "I had a hard week")
+    wait_until(lambda: texts(browser, "assistant") == [REPLY] and reply_done(browser))
+    saved = browser.execute_script("return localStorage.getItem('therapistai.session')")
+    database = Path(database_url.removeprefix("sqlite:///"))
+    engine = app.extensions["therapistai"].repo.engine
+
+    engine.dispose()  # the database goes away: its file is moved, so the history query fails
+    database.rename(database.with_suffix(".away"))
+    try:
+        browser.refresh()
+        status = wait_until(lambda: browser.find_element(By.ID, "status").text, what="the failure message")
+        kept = browser.execute_script("return localStorage.getItem('therapistai.session')")
+        delete_offered = browser.find_element(By.ID, "delete").is_displayed()
+    finally:
+        engine.dispose()
+        database.with_suffix(".away").replace(database)
+    browser.refresh()
+    wait_until(lambda: texts(browser, "assistant") == [REPLY], what="the history once the database is back")
+
+    assert "could not be loaded just now" in status and kept == saved and delete_offered
+    assert texts(browser, "user") == ["I had a hard week"]
+
+
+def test_a_long_conversation_shows_its_newest_page_then_earlier_messages_on_request(browser, site, app):
+    repo = app.extensions["therapistai"].repo
+    turn = repo.start_turn(None, None, None, None, True, "message 0", "none")
+    for i in range(60):
+        if i:
+            repo.start_turn(turn.session_id, None, None, None, True, f"message {i}", "none")
+        repo.store_reply(turn.session_id, "none", content=f"reply {i}", source="groq", model="m")
+    browser.execute_script("localStorage.setItem('therapistai.session', JSON.stringify(arguments[0]))",
+                           {"sessionId": turn.session_id, "role": "patient"})
+
+    browser.refresh()
+    first = wait_until(lambda: texts(browser, "user") if len(texts(browser, "user")) == 50 else None,
+                       what="the newest page")
+    earlier = browser.find_element(By.ID, "earlier")
+    shown_before = earlier.is_displayed()
+    earlier.click()
+    wait_until(lambda: len(texts(browser, "user")) == 60, what="the earlier messages")
+
+    assert first == [f"message {i}" for i in range(10, 60)] and shown_before
+    assert texts(browser, "user") == [f"message {i}" for i in range(60)]
+    assert texts(browser, "assistant")[:2] == ["reply 0", "reply 1"] and not earlier.is_displayed()
 
 
 def test_chat_page_screenshots_at_desktop_and_phone_width(browser, site, fake_groq):

@@ -1,6 +1,12 @@
 """Reading, consenting and erasing a conversation by its session id."""
 
-from tests.conftest import stored
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import sse_events, stored
+from tests.fakes.groq_server import Behaviour
 
 
 def start(client, message="hello", **fields):
@@ -80,3 +86,61 @@ def test_history_survives_a_restart_on_the_same_database(make_app):
 
     messages = restarted.get(f"/api/sessions/{session_id}/messages").get_json()["messages"]
     assert [m["content"] for m in messages] == ["remember this", "You said: remember this"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_erasing_while_the_reply_is_written_keeps_nothing_of_it(app, client, fake_groq, stream):
+    session_id = start(client, "first")["session_id"]
+    fake_groq.then(Behaviour(text="A reply nobody should keep.", delay=1.0))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        def chat():  # the whole answer, a stream read to its end
+            response = app.test_client().post("/api/chat", json={"message": "second", "session_id": session_id,
+                                                                  "stream": stream})
+            response.get_data()
+            return response
+
+        pending = pool.submit(chat)
+        deadline = time.monotonic() + 10
+        while len(fake_groq.received) < 2:  # Groq is writing the reply now
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        erased = client.delete(f"/api/sessions/{session_id}")
+        answer = pending.result(timeout=30)
+
+    assert erased.status_code == 204
+    if stream:
+        assert sse_events(answer.get_data())[-1]["error"]["code"] == "session_deleted"
+    else:
+        assert answer.status_code == 410 and answer.get_json()["error"]["code"] == "session_deleted"
+    assert [m for m in stored(app) if m["session_id"] == session_id] == []
+    assert client.get(f"/api/sessions/{session_id}/messages").status_code == 410
+
+
+def test_history_comes_in_pages_newest_first_each_oldest_first(client):
+    session_id = start(client, "message 0")["session_id"]
+    for i in range(1, 12):
+        start(client, f"message {i}", session_id=session_id)
+    url = f"/api/sessions/{session_id}/messages"
+
+    pages, before = [], None
+    while True:
+        body = client.get(url, query_string={"limit": 10, **({"before": before} if before else {})}).get_json()
+        pages.append(body["messages"])
+        if (before := body["next_before"]) is None:
+            break
+
+    assert [len(p) for p in pages] == [10, 10, 4]
+    joined = [m for page in reversed(pages) for m in page]
+    assert joined == client.get(url).get_json()["messages"]  # the default page holds all 24
+    assert [m["content"] for m in joined if m["role"] == "user"] == [f"message {i}" for i in range(12)]
+    assert pages[0][0]["id"] == client.get(url, query_string={"limit": 10}).get_json()["next_before"]
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=ten", "limit=1.5", "before=-3", "before=0",
+                                   "limit=" + "9" * 5000, "before=%D9%A3"])
+def test_a_bad_page_request_answers_400(client, query):
+    session_id = start(client)["session_id"]
+
+    response = client.get(f"/api/sessions/{session_id}/messages?{query}")
+
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_field"

@@ -7,7 +7,8 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from assistant import prompts
 from assistant.completion import (
@@ -17,14 +18,15 @@ from assistant.safety import texts
 from assistant.safety.labelled import CONTEXT_MESSAGES
 from assistant.safety.patterns import HIGH, MEDIUM
 from assistant.safety.screener import Screener
-from storage.repo import Repo, Turn
-from web.errors import ApiError
+from storage.repo import Repo, SessionErased, Turn
+from web.errors import ApiError, database_unavailable
 from web.services import services
 from web.validation import chat_request
 
 log = logging.getLogger(__name__)
 bp = Blueprint("chat", __name__)
 
+ERASED_WHILE_ANSWERING = "This conversation was deleted while the reply was being written; the reply was not kept."
 STATUS_BY_ERROR = {ProviderUnavailable: 503, ProviderRateLimited: 503, ProviderTimeout: 504, ProviderFailed: 502}
 
 
@@ -97,10 +99,12 @@ def chat():
     body = chat_request(request, svc.settings.max_message_chars)
     context = svc.repo.recent_user_messages(body.session_id, CONTEXT_MESSAGES) if body.session_id else []
     screening = svc.safety.screen(body.message, context)
+    g.risk_level = screening.risk_level  # what a database error's answer needs to know
     turn = svc.repo.start_turn(
         body.session_id, body.role, body.user_id, body.training_consent,
         svc.settings.training_consent_default, body.message, screening.risk_level,
     )
+    g.session_id, g.message_id = turn.session_id, turn.message_id
     ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources, svc.training.notify,
                       svc.safety)
     if screening.is_crisis and turn.role == "patient":  # a clinician asking about a patient gets an answer
@@ -131,7 +135,7 @@ def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response
     gate = ctx.screener.gate()
 
     def events():
-        status, error = "truncated", None  # stays truncated if the client disconnects mid-stream
+        status, error, lost = "truncated", None, None  # stays truncated if the client disconnects mid-stream
         try:
             for delta in upstream:
                 if shown := gate.feed(delta):
@@ -148,8 +152,19 @@ def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response
             status, error = "error", e
         finally:
             upstream.close()
-            message_id = ctx.store(upstream.completion, status, error and error.code)
-        if error is not None:
+            try:
+                message_id = ctx.store(upstream.completion, status, error and error.code)
+            except SessionErased:  # erased by its owner while the reply was being made
+                message_id = None
+            except (OperationalError, InterfaceError) as e:
+                message_id, lost = None, e
+        if lost is not None:
+            yield _event({"error": database_unavailable(lost, ctx.risk_level, ctx.resources,
+                                                        session_id=ctx.turn.session_id,
+                                                        message_id=ctx.turn.message_id)})
+        elif message_id is None:
+            yield _event({"error": {"code": "session_deleted", "message": ERASED_WHILE_ANSWERING}})
+        elif error is not None:
             yield _event({"error": {"code": error.code, "message": error.message,
                                     "session_id": ctx.turn.session_id, "message_id": message_id}})
         elif gate.blocked:

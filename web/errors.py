@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, g, jsonify
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from assistant.safety import texts
+from assistant.safety.patterns import NONE
 from storage.repo import RoleMismatch, SessionErased, SessionNotFound
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,29 @@ def _from_http(e: HTTPException):
     return error_response(e.code or 500, code, messages.get(e.code, e.description or e.name))
 
 
+DATABASE_RETRY_AFTER_S = 5
+
+
+def database_unavailable(error: Exception, risk_level: str, resources: str, **ids) -> dict:
+    """The error a client gets when the database cannot be reached or written: the turn's ids once it has
+    them, and the crisis resources for a message screened as risky, whatever the database does."""
+    log.error("Database unavailable: %s", type(getattr(error, "orig", None) or error).__name__)
+    message = ("Your message was saved, but the reply could not be. " if ids.get("message_id") else
+               "Your message could not be saved just now. ") + "Please try again in a moment."
+    if risk_level != NONE:
+        message += texts.resources_note(resources)
+    return {"code": "database_unavailable", "message": message, **ids}
+
+
+def _database_unavailable(error: Exception):
+    """503 with Retry-After, from what the request had learnt before the database failed."""
+    ids = {name: g.get(name) for name in ("session_id", "message_id") if g.get(name) is not None}
+    body = database_unavailable(error, g.get("risk_level", NONE),
+                                current_app.extensions["therapistai"].settings.crisis_resources, **ids)
+    return error_response(503, body.pop("code"), body.pop("message"), {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+                          **body)
+
+
 def _unexpected(e: Exception):
     """Log the traceback for us; tell the client only that it failed."""
     log.exception("Unhandled error: %s", type(e).__name__)
@@ -67,5 +93,7 @@ def register_error_handlers(app: Flask) -> None:
         lambda e: error_response(409, "role_mismatch", f"This conversation was started as {e.args[0]}; "
                                  "start a new conversation to use another role."),
     )
+    for error in (OperationalError, InterfaceError):  # connection lost, server gone, file unwritable
+        app.register_error_handler(error, _database_unavailable)
     app.register_error_handler(HTTPException, _from_http)
     app.register_error_handler(Exception, _unexpected)

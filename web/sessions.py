@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 
 from storage.tables import Message
 from web.services import services
-from web.validation import consent_request
+from web.validation import checked_session_id, consent_request, page_request
 
 bp = Blueprint("sessions", __name__, url_prefix="/api/sessions")
 
@@ -25,20 +25,22 @@ def message_json(message: Message) -> dict:
 
 @bp.get("/<session_id>/messages")
 def messages(session_id: str):
-    """The conversation, oldest message first."""
-    stored = services().repo.messages(session_id)
-    return jsonify({"session_id": session_id, "messages": [message_json(m) for m in stored]})
+    """A page of the conversation, oldest message first: the newest ``limit``, or those before ``before``."""
+    limit, before = page_request(request)
+    stored, older = services().repo.messages(checked_session_id(session_id), limit, before)
+    return jsonify({"session_id": session_id, "messages": [message_json(m) for m in stored],
+                    "next_before": stored[0].id if older else None})
 
 
 @bp.patch("/<session_id>")
 def set_consent(session_id: str):
     """Allow or withdraw the use of this conversation for training."""
-    chat = services().repo.set_consent(session_id, consent_request(request))
+    chat = services().repo.set_consent(checked_session_id(session_id), consent_request(request))
     return jsonify({"session_id": chat.id, "role": chat.role, "training_consent": chat.training_consent})
 
 
 @bp.delete("/<session_id>")
 def erase(session_id: str):
     """Erase the conversation's messages for good."""
-    services().repo.erase(session_id)
+    services().repo.erase(checked_session_id(session_id))
     return "", 204

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from flask import Request
 
 from assistant.prompts import ROLES
+from storage.repo import SessionNotFound
 from web.errors import ApiError
+
+# What storage issues (secrets.token_urlsafe): anything else cannot name a conversation.
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PAGE, MAX_PAGE = 100, 500  # messages per history page: by default, and at most
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,10 @@ class ChatRequest:
 
 def json_object(request: Request, allowed: dict[str, type]) -> dict:
     """The body as a dict of known fields with the right types; null counts as absent."""
-    body = request.get_json(silent=True, force=True)
+    try:
+        body = request.get_json(silent=True, force=True)
+    except RecursionError:  # nesting deeper than the parser's stack, in well under 64 KB
+        raise ApiError(400, "invalid_json", "The request body is nested too deeply to be a chat request.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
     unknown = sorted(set(body) - set(allowed))
@@ -40,7 +49,17 @@ def json_object(request: Request, allowed: dict[str, type]) -> dict:
             raise ApiError(400, "invalid_field", f"Field '{name}' must be a {_type_name(kind)}.")
         if isinstance(value, str) and "\x00" in value:
             raise ApiError(400, "invalid_field", f"Field '{name}' must not contain NUL characters.")
+        if isinstance(value, str) and not _is_unicode_text(value):
+            raise ApiError(400, "invalid_field", f"Field '{name}' is not valid Unicode text "
+                           "(it holds half of a UTF-16 surrogate pair); send the whole character.")
     return {name: body.get(name) for name in allowed}
+
+
+def checked_session_id(value: str) -> str:
+    """A session id as issued, or SessionNotFound (404) without asking the database."""
+    if not SESSION_ID.fullmatch(value):
+        raise SessionNotFound(value)
+    return value
 
 
 def chat_request(request: Request, max_chars: int) -> ChatRequest:
@@ -59,6 +78,8 @@ def chat_request(request: Request, max_chars: int) -> ChatRequest:
         raise ApiError(400, "invalid_field", f"Field 'role' must be one of: {', '.join(ROLES)}.")
     if body["user_id"] is not None and len(body["user_id"]) > 128:
         raise ApiError(400, "invalid_field", "Field 'user_id' must be at most 128 characters.")
+    if body["session_id"] is not None:
+        checked_session_id(body["session_id"])
     return ChatRequest(
         message=message, session_id=body["session_id"], role=body["role"], user_id=body["user_id"],
         training_consent=body["training_consent"], stream=bool(body["stream"]),
@@ -71,6 +92,31 @@ def consent_request(request: Request) -> bool:
     if consent is None:
         raise ApiError(400, "invalid_field", "Field 'training_consent' (true or false) is required.")
     return consent
+
+
+def page_request(request: Request) -> tuple[int, int | None]:
+    """``limit`` (1..MAX_PAGE, PAGE by default) and ``before`` (a message id) of a history request."""
+    limit = _whole_number(request.args.get("limit"), "limit", 1, MAX_PAGE)
+    before = _whole_number(request.args.get("before"), "before", 1, 2**63 - 1)
+    return (PAGE if limit is None else limit), before
+
+
+def _whole_number(value: str | None, name: str, low: int, high: int) -> int | None:
+    """A query parameter as an int within [low, high]; None when absent."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and low <= int(value) <= high):
+        raise ApiError(400, "invalid_field", f"Query parameter '{name}' must be a whole number from {low} to {high}.")
+    return int(value)
+
+
+def _is_unicode_text(value: str) -> bool:
+    """False for a string with a lone surrogate, which no database or UTF-8 encoder accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _type_name(kind: type) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -28,7 +30,8 @@ class Behaviour:
     chunk_delay: float = 0.0  # seconds between streamed chunks
     headers: dict = field(default_factory=dict)
     malformed: bool = False  # a 200 whose body is not a chat completion
-    drop_after_chunks: int | None = None  # close the stream early, without [DONE]
+    drop_after_chunks: int | None = None  # end the stream early, without [DONE], as ``drop`` says
+    drop: str = "close"  # close: a clean end of the body; reset: a TCP reset; stall: nothing more is sent
 
 
 @dataclass
@@ -173,7 +176,7 @@ def _handler_for(fake: FakeGroq):
             try:
                 for i, chunk in enumerate(stream_chunks(fake.model, text, body)):
                     if behaviour.drop_after_chunks is not None and i >= behaviour.drop_after_chunks:
-                        return
+                        return self._drop(behaviour.drop)
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
                     time.sleep(behaviour.chunk_delay)
@@ -181,7 +184,18 @@ def _handler_for(fake: FakeGroq):
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client hung up, as clients do
 
+        def _drop(self, how: str):
+            """End a stream the way a failing network does."""
+            if how == "reset":  # linger 0: close() sends RST instead of FIN
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            elif how == "stall":  # the connection stays open and silent until the client gives up
+                time.sleep(STALL_SECONDS)
+
     return Handler
+
+
+STALL_SECONDS = 30.0
 
 
 def main() -> None:

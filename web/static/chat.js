@@ -3,7 +3,7 @@
 
 const STORAGE_KEY = "therapistai.session";
 const $ = (id) => document.getElementById(id);
-const state = { sessionId: null, busy: false };
+const state = { sessionId: null, busy: false, nextBefore: null };
 
 function saved() {
   try { return JSON.parse(localStorage.getItem(STORAGE_KEY)) || {}; } catch { return {}; }
@@ -17,6 +17,8 @@ function remember(sessionId, role) {
 
 function forget() {
   state.sessionId = null;
+  state.nextBefore = null;
+  $("earlier").hidden = true;
   localStorage.removeItem(STORAGE_KEY);
   $("messages").replaceChildren();
   $("crisis-banner").hidden = true;
@@ -35,7 +37,7 @@ function role() {
   return document.querySelector("input[name=role]:checked").value;
 }
 
-function addMessage(author, text) {
+function addMessage(author, text, { older = false } = {}) {
   const item = document.createElement("li");
   item.className = `message ${author}`;
   const who = document.createElement("span");
@@ -45,6 +47,7 @@ function addMessage(author, text) {
   body.className = "text";
   body.textContent = text;
   item.append(who, body);
+  if (older) return item;
   $("messages").append(item);
   $("empty").hidden = true;
   item.scrollIntoView({ block: "end" });
@@ -68,18 +71,35 @@ function setStatus(text) {
 async function loadHistory() {
   const { sessionId, role: savedRole } = saved();
   if (!sessionId) return showSessionControls();
-  const response = await fetch(`/api/sessions/${encodeURIComponent(sessionId)}/messages`);
-  if (!response.ok) return forget(); // deleted, or from another database
-  const body = await response.json();
+  // Kept whatever this load gives: only 404 and 410 mean the conversation is gone. A 500 during a
+  // database outage or a 502 during a redeploy must not cost the user their conversation.
+  state.sessionId = sessionId;
   const radio = document.querySelector(`input[name=role][value="${savedRole}"]`);
   if (radio) radio.checked = true;
-  state.sessionId = sessionId;
+  showSessionControls();
+  await loadPage(null);
+  showSessionControls();
+}
+
+// One page of history: the newest first; "Show earlier messages" fetches the page before it.
+async function loadPage(before) {
+  const query = before ? `?before=${before}` : "";
+  const response = await fetch(`/api/sessions/${encodeURIComponent(state.sessionId)}/messages${query}`);
+  if (response.status === 404 || response.status === 410) return forget(); // deleted, or another database
+  if (!response.ok) throw new Error(`The server answered ${response.status}.`);
+  const body = await response.json();
+  const items = [];
   for (const message of body.messages) {
     if (message.role === "assistant" && message.status === "error") continue;
-    const item = addMessage(message.role, message.content);
+    const item = addMessage(message.role, message.content, { older: true });
     if (message.role === "assistant") finishReply(item, message);
+    items.push(item);
   }
-  showSessionControls();
+  $("messages").prepend(...items);
+  if (items.length) $("empty").hidden = true;
+  if (!before && items.length) items[items.length - 1].scrollIntoView({ block: "end" });
+  state.nextBefore = body.next_before;
+  $("earlier").hidden = !state.nextBefore;
 }
 
 // Server-sent events from a POST: split the body on blank lines, parse each "data:" block.
@@ -190,4 +210,8 @@ $("confirm-delete-yes").addEventListener("click", async () => {
   }
 });
 
-loadHistory().catch(() => setStatus("Your earlier messages could not be loaded."));
+$("earlier").addEventListener("click", () => {
+  loadPage(state.nextBefore).catch(() => setStatus("Earlier messages could not be loaded just now. Please try again."));
+});
+
+loadHistory().catch(() => setStatus("Your earlier messages could not be loaded just now. They are kept: reload the page to try again."));
