@@ -17,6 +17,7 @@ from storage.migrate import migrated_engine
 from storage.repo import Repo
 from web import admin, chat, health, pages, sessions, training
 from web.errors import register_error_handlers
+from web.limits import init_limits
 from web.json_provider import JSONProvider
 from web.services import Services, init_app
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     for blueprint in (pages.bp, chat.bp, sessions.bp, admin.bp, training.bp, health.bp):
         app.register_blueprint(blueprint)
+    init_limits(app, settings)
     return app
 
 

@@ -126,6 +126,10 @@ class Settings:
     embeddings_dir: str = "./.cache/embeddings"  # where `python -m embeddings.export` put the ONNX model
     train: TrainSettings = field(default_factory=TrainSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
+    chat_rate_limit: str = "30 per minute;500 per day"  # per client, on POST /api/chat
+    admin_rate_limit: str = "10 per minute"  # per client, counting admin calls refused for a wrong token
+    ratelimit_storage_uri: str = "memory://"  # per process; redis://... shares counts between replicas
+    proxy_hops: int = 0  # trusted proxies in front that set X-Forwarded-For (Railway: 1)
     port: int = 8000
     web_concurrency: int = 2
     web_threads: int = 4
@@ -164,6 +168,11 @@ class Settings:
             embeddings_dir=env.text("EMBEDDINGS_DIR") or d.embeddings_dir,
             train=TrainSettings.from_env(env),
             local=LocalSettings.from_env(env),
+            chat_rate_limit=_rate_limit(env, "CHAT_RATE_LIMIT", d.chat_rate_limit),
+            admin_rate_limit=_rate_limit(env, "ADMIN_RATE_LIMIT", d.admin_rate_limit),
+            ratelimit_storage_uri=_storage_uri(env),
+            proxy_hops=env.number("PROXY_HOPS", 1 if env.text("RAILWAY_ENVIRONMENT") else d.proxy_hops, int,
+                                  minimum=0, maximum=10),
             port=env.number("PORT", d.port, int, minimum=1, maximum=65535),
             web_concurrency=env.number("WEB_CONCURRENCY", d.web_concurrency, int, minimum=1),
             web_threads=env.number("WEB_THREADS", d.web_threads, int, minimum=1),
@@ -229,6 +238,26 @@ def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
 def _database_url(env: "_Env") -> str:
     """DATABASE_URL wins over DB_URL; the SQLite file under data/ when neither is set."""
     return env.text("DATABASE_URL") or env.text("DB_URL") or DEFAULT_DATABASE_URL
+
+
+def _rate_limit(env: "_Env", name: str, default: str) -> str:
+    """A rate limit in Flask-Limiter's notation: "30 per minute;500 per day"."""
+    from limits import parse_many
+
+    value = env.text(name) or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name} must look like '30 per minute;500 per day', not {value!r}.") from None
+    return value
+
+
+def _storage_uri(env: "_Env") -> str:
+    """RATELIMIT_STORAGE_URI, Flask-Limiter's own setting: memory:// or a redis:// URL."""
+    value = env.text("RATELIMIT_STORAGE_URI") or "memory://"
+    if not re.match(r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster|memcached|mongodb)://", value):
+        raise ConfigError(f"RATELIMIT_STORAGE_URI must be memory:// or a redis:// URL, not {value!r}.")
+    return value
 
 
 def _model_store_url(env: "_Env") -> str | None:

@@ -18,6 +18,7 @@ from storage.migrate import migrated_engine
 from tests.fakes.groq_server import FakeGroq
 
 ADMIN_TOKEN = "admin-secret-token"
+NO_LIMIT = "1000000 per minute"
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
@@ -62,6 +63,7 @@ def settings(database_url, fake_groq, tmp_path):
     return Settings(
         groq_api_key="test-key", groq_base_url=fake_groq.base_url, groq_timeout=5.0, groq_max_retries=0,
         database_url=database_url, admin_token=ADMIN_TOKEN, model_dir=str(tmp_path / "models"),
+        chat_rate_limit=NO_LIMIT,  # one test client sends every chat; tests/test_rate_limits.py sets its own
     )
 
 

@@ -49,8 +49,16 @@ def test_boolean_flags_accept_common_spellings(value, expected):
     ("ENABLE_AUTO_TRAINING", "2"), ("TRAINING_CONSENT_DEFAULT", "sure"), ("LOG_LEVEL", "LOUD"),
     ("AUTO_TRAIN_COOLDOWN", "-5"), ("MODEL_POLL_SECONDS", "0"), ("LOCAL_TIMEOUT", "never"),
     ("LOCAL_TEMPERATURE", "-1"), ("LOCAL_TOP_P", "2"), ("LOCAL_MAX_NEW_TOKENS", "0"), ("LOCAL_QUANTIZE", "int4"),
-    ("TRAIN_BF16", "maybe"),
+    ("TRAIN_BF16", "maybe"), ("MODEL_STORE_URL", "https://bucket/x"), ("MODEL_STORE_URL", "s3://"),
+    ("CHAT_RATE_LIMIT", "lots"), ("ADMIN_RATE_LIMIT", "10 per fortnight"), ("RATELIMIT_STORAGE_URI", "postgres://x"),
+    ("PROXY_HOPS", "-1"),
 ])
 def test_bad_values_name_the_flag(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+def test_railway_trusts_its_one_proxy_and_elsewhere_none_unless_told():
+    assert Settings.from_env({}).proxy_hops == 0
+    assert Settings.from_env({"RAILWAY_ENVIRONMENT": "production"}).proxy_hops == 1
+    assert Settings.from_env({"RAILWAY_ENVIRONMENT": "production", "PROXY_HOPS": "2"}).proxy_hops == 2

@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from storage.engine import make_engine
+from tests.conftest import NO_LIMIT
 from tests.fakes.groq_server import Behaviour
 from tests.servers import gunicorn
 
@@ -18,7 +19,7 @@ from tests.servers import gunicorn
 def server_env(database_url, fake_groq):
     """The environment a deployment would set, pointing at the test doubles."""
     return {"DATABASE_URL": database_url, "GROQ_API_KEY": "test-key", "GROQ_BASE_URL": fake_groq.base_url,
-            "GROQ_MAX_RETRIES": "0", "WEB_CONCURRENCY": "2", "LOG_LEVEL": "INFO"}
+            "GROQ_MAX_RETRIES": "0", "WEB_CONCURRENCY": "2", "LOG_LEVEL": "INFO", "CHAT_RATE_LIMIT": NO_LIMIT}
 
 
 def count(database_url, sql):
