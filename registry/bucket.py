@@ -65,15 +65,13 @@ class Bucket:
 
     def metadata(self, name: str) -> dict | None:
         """A published version's metadata; None when it has none (incomplete) or it is not JSON."""
-        try:
-            body = self.client.get_object(Bucket=self.name, Key=self._key(name, METADATA))["Body"].read()
-            metadata = json.loads(body)
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        with self._errors("read"):
+            try:
+                body = self.client.get_object(Bucket=self.name, Key=self._key(name, METADATA))["Body"].read()
+            except self.client.exceptions.NoSuchKey:
                 return None
-            raise StoreUnavailable(self._advice("read", e)) from e
-        except BotoCoreError as e:
-            raise StoreUnavailable(self._advice("read", e)) from e
+        try:
+            metadata = json.loads(body)
         except ValueError:
             log.warning("Ignoring model version %s in %s: its metadata is not JSON", name, self.url)
             return None

@@ -78,10 +78,8 @@ class Registry:
         """Complete, intact versions, newest first; anything else is ignored."""
         if self.bucket:
             found = [self.get(name) for name in self.bucket.names()]
-        elif self.root.is_dir():
-            found = [read_version(p) for p in self.root.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)]
         else:
-            found = []
+            found = [read_version(p) for p in self._folders()]
         return sorted((v for v in found if v is not None), key=lambda v: v.name, reverse=True)
 
     def get(self, name: str) -> Version | None:
@@ -137,15 +135,10 @@ class Registry:
         names = [v.name for v in self.versions()]
         keep = set(names[: self.keep]) | ({active} if active else set())
         removed = [name for name in names if name not in keep]
-        for name in removed:
-            if self.bucket:
+        if self.bucket:
+            for name in removed:
                 self.bucket.remove(name)
-        cached = [p for p in self.root.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)] \
-            if self.root.is_dir() else []
-        for path in cached:
-            if path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)
-        return sorted(set(removed) | {p.name for p in cached if p.name not in keep})
+        return sorted(set(removed) | set(self._drop_folders(keep)))
 
     def _fetch(self, version: Version) -> None:
         """Download ``version`` beside the cache, verify it, and rename it into place."""
@@ -169,14 +162,20 @@ class Registry:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("Model version %s downloaded from %s", version.name, self.bucket.url)
-        self._forget_unlisted()
+        self._drop_folders(set(self.bucket.names()))  # copies of versions retention removed: the cache stays bounded
 
-    def _forget_unlisted(self) -> None:
-        """Cached copies of versions that retention has removed from the bucket: the cache stays bounded."""
-        listed = set(self.bucket.names())
-        for path in self.root.iterdir():
-            if path.is_dir() and VERSION_PATTERN.match(path.name) and path.name not in listed:
-                shutil.rmtree(path, ignore_errors=True)
+    def _folders(self) -> list[Path]:
+        """The version folders in MODEL_DIR, intact or not."""
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)]
+
+    def _drop_folders(self, keep: set[str]) -> list[str]:
+        """Delete the version folders in MODEL_DIR not named in ``keep``; returns their names."""
+        dropped = [p for p in self._folders() if p.name not in keep]
+        for path in dropped:
+            shutil.rmtree(path, ignore_errors=True)
+        return [p.name for p in dropped]
 
     def _adopt_active_file(self) -> str | None:
         """Carry the ACTIVE file of a volume written before the database held the pointer into the database."""

@@ -104,6 +104,26 @@ def stored(app, table: str = "messages") -> list[dict]:
         return [dict(row._mapping) for row in connection.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
 
 
+@contextmanager
+def chat_while_groq_answers(app, fake_groq, body: dict):
+    """POST /api/chat on another thread and wait until Groq has the request: the block runs while the
+    reply is being written. Yields a future of the response, read to its end (a stream included)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.browser import wait_until
+
+    def chat():
+        response = app.test_client().post("/api/chat", json=body)
+        response.get_data()
+        return response
+
+    already = len(fake_groq.received)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(chat)
+        wait_until(lambda: len(fake_groq.received) > already, timeout=10, what="the request at Groq")
+        yield pending
+
+
 def sse_events(data: bytes) -> list[dict]:
     """The JSON payloads of a text/event-stream body."""
     return [json.loads(block[len("data: "):]) for block in data.decode().split("\n\n") if block.startswith("data: ")]

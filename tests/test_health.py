@@ -5,6 +5,7 @@ from dataclasses import replace
 from urllib.parse import urlparse
 
 from storage.engine import make_engine
+from tests.browser import wait_until
 from tests.conftest import save_version
 from tests.fakes.gated_proxy import GatedProxy
 
@@ -43,12 +44,9 @@ def test_ready_at_once_when_no_version_is_active_with_or_without_local_ai(make_a
         assert (response.status_code, response.get_json()) == (200, {"ready": True})
 
 
-def wait_for_ready(client, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while (response := client.get("/health/ready")).status_code != 200:
-        assert time.monotonic() < deadline, response.get_json()
-        time.sleep(0.1)
-    return response
+def wait_for_ready(client):
+    return wait_until(lambda: (response := client.get("/health/ready")).status_code == 200 and response,
+                      timeout=60, what="readiness")
 
 
 def test_not_ready_until_this_worker_has_loaded_the_active_version_from_the_store(

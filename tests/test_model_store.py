@@ -3,7 +3,6 @@ database; a trainer and a web process that share only the database and the bucke
 
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,6 +13,7 @@ import requests
 from transformers import AutoModelForCausalLM
 
 from registry.versions import RegistryError
+from tests.browser import wait_until
 from tests.conftest import ADMIN_TOKEN, opened_registry, save_version
 from tests.fakes.groq_server import Behaviour
 from tests.servers import ROOT, gunicorn
@@ -109,12 +109,9 @@ def chat_source(base_url: str) -> tuple[str, str]:
     return body["source"], body["model"]
 
 
-def wait_for_model(base_url: str, version: str, timeout: float = 120) -> None:
+def wait_for_model(base_url: str, version: str) -> None:
     """Until the web process answers with ``version``."""
-    deadline, seen = time.monotonic() + timeout, None
-    while (seen := chat_source(base_url)) != ("local", version):
-        assert time.monotonic() < deadline, f"still answering with {seen}, not {version}"
-        time.sleep(0.3)
+    wait_until(lambda: chat_source(base_url) == ("local", version), timeout=120, what=f"replies from {version}")
 
 
 def test_a_trainer_and_a_web_replica_share_only_the_database_and_the_bucket(

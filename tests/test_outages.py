@@ -4,14 +4,12 @@ The loss is real: the SQLite file is moved away with the pool emptied, so the ne
 new, empty database. (Postgres is left out here; the same SQLAlchemy errors reach the same handler.)
 """
 
-import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import sse_events
+from tests.conftest import chat_while_groq_answers, sse_events
 from tests.fakes.groq_server import Behaviour
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -35,18 +33,8 @@ def database_gone(app, database_url):
 def test_losing_the_database_while_groq_answers_gives_503_with_the_session_id(
         app, client, fake_groq, database_url, stream):
     fake_groq.then(Behaviour(text="Take a slow breath with me.", delay=1.0))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        def chat():  # the whole answer, a stream read to its end, while the database is gone
-            response = app.test_client().post("/api/chat", json={"message": "hello", "stream": stream})
-            response.get_data()
-            return response
-
-        pending = pool.submit(chat)
-        deadline = time.monotonic() + 10
-        while not fake_groq.received:  # the user's message is stored; Groq is answering
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        with database_gone(app, database_url):
+    with chat_while_groq_answers(app, fake_groq, {"message": "hello", "stream": stream}) as pending:
+        with database_gone(app, database_url):  # the user's message is stored; Groq is answering
             answer = pending.result(timeout=30)
 
     if stream:

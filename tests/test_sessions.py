@@ -1,11 +1,8 @@
 """Reading, consenting and erasing a conversation by its session id."""
 
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
-from tests.conftest import sse_events, stored
+from tests.conftest import chat_while_groq_answers, sse_events, stored
 from tests.fakes.groq_server import Behaviour
 
 
@@ -92,18 +89,8 @@ def test_history_survives_a_restart_on_the_same_database(make_app):
 def test_erasing_while_the_reply_is_written_keeps_nothing_of_it(app, client, fake_groq, stream):
     session_id = start(client, "first")["session_id"]
     fake_groq.then(Behaviour(text="A reply nobody should keep.", delay=1.0))
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        def chat():  # the whole answer, a stream read to its end
-            response = app.test_client().post("/api/chat", json={"message": "second", "session_id": session_id,
-                                                                  "stream": stream})
-            response.get_data()
-            return response
-
-        pending = pool.submit(chat)
-        deadline = time.monotonic() + 10
-        while len(fake_groq.received) < 2:  # Groq is writing the reply now
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+    body = {"message": "second", "session_id": session_id, "stream": stream}
+    with chat_while_groq_answers(app, fake_groq, body) as pending:
         erased = client.delete(f"/api/sessions/{session_id}")
         answer = pending.result(timeout=30)
 
