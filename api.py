@@ -15,7 +15,7 @@ from registry.store import Registry
 from storage.engine import is_persistent, log_startup
 from storage.migrate import migrated_engine
 from storage.repo import Repo
-from web import admin, chat, health, pages, sessions, training
+from web import admin, chat, health, openapi, pages, sessions, training
 from web.errors import register_error_handlers
 from web.limits import init_limits
 from web.json_provider import JSONProvider
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local),
                            safety=shared_screener(settings.embeddings_dir), registry=registry, training=trigger))
     register_error_handlers(app)
-    for blueprint in (pages.bp, chat.bp, sessions.bp, admin.bp, training.bp, health.bp):
+    for blueprint in (pages.bp, chat.bp, sessions.bp, admin.bp, training.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     init_limits(app, settings)
     return app

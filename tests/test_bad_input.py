@@ -82,6 +82,13 @@ def test_unknown_routes_and_methods_answer_json(client, method, path, status):
     assert "Traceback" not in response.get_data(as_text=True)
 
 
+def test_wrong_method_names_the_allowed_ones(client):
+    response = client.put("/api/sessions/abc")
+
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == {"PATCH", "DELETE", "OPTIONS"}
+
+
 @pytest.mark.parametrize("raw, code", [
     ("[" * 60_000, "invalid_json"),  # deeper than the parser's stack, under the 64 KB limit
     ('{"message": ' + "[" * 30_000 + "]" * 30_000 + "}", "invalid_json"),

@@ -7,7 +7,7 @@ import re
 
 from flask import Flask, current_app, g, jsonify
 from sqlalchemy.exc import InterfaceError, OperationalError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from assistant.safety import texts
 from assistant.safety.patterns import NONE
@@ -43,7 +43,8 @@ def _from_http(e: HTTPException):
         404: "There is nothing at this address. Check the URL.",
         405: "This address does not accept that HTTP method.",
     }
-    return error_response(e.code or 500, code, messages.get(e.code, e.description or e.name))
+    allow = {"Allow": ", ".join(e.valid_methods)} if isinstance(e, MethodNotAllowed) and e.valid_methods else None
+    return error_response(e.code or 500, code, messages.get(e.code, e.description or e.name), allow)
 
 
 DATABASE_RETRY_AFTER_S = 5

@@ -1,0 +1,245 @@
+"""GET /openapi.json: the HTTP contract as an OpenAPI 3.1 document.
+
+Limits come from the code that enforces them (settings, validation); tests/test_openapi.py checks
+that every registered route is described and schemathesis checks the live app's answers against it.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from assistant.prompts import ROLES
+from web.services import services
+from web.validation import MAX_PAGE, PAGE, SESSION_ID
+
+bp = Blueprint("openapi", __name__)
+
+STRING, BOOLEAN = {"type": "string"}, {"type": "boolean"}
+ID = {"type": "integer", "minimum": 1}
+NULLABLE_STRING, NULLABLE_BOOLEAN = {"type": ["string", "null"]}, {"type": ["boolean", "null"]}
+
+
+def _object(properties: dict, required: tuple = (), closed: bool = False) -> dict:
+    """A JSON object schema; ``closed`` rejects fields not listed."""
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    return {**schema, "additionalProperties": False} if closed else schema
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: dict, headers: tuple = ()) -> dict:
+    """A response with a JSON body."""
+    answer = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        answer["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in headers}
+    return answer
+
+
+def _errors(*statuses: int) -> dict:
+    """The shared error responses, by status."""
+    return {str(status): {"$ref": f"#/components/responses/E{status}"} for status in statuses}
+
+
+# What each error status means anywhere in this API, and the headers it carries.
+ERRORS = {
+    400: ("Invalid request: invalid_json, invalid_field, unknown_field, empty_message, message_too_long.", ()),
+    401: ("unauthorized: a wrong or missing admin token.", ("WWW-Authenticate",)),
+    403: ("admin_disabled: no ADMIN_TOKEN is set on the server.", ()),
+    404: ("session_not_found, or model_not_found for a version.", ()),
+    409: ("role_mismatch (chat) or training_running (training).", ()),
+    410: ("session_deleted: the conversation was erased.", ()),
+    413: ("body_too_large: the body is over 64 KB.", ()),
+    429: ("rate_limited: over CHAT_RATE_LIMIT, or ADMIN_RATE_LIMIT refused admin calls.", ("Retry-After",)),
+    502: ("upstream_error: the model failed.", ()),
+    503: ("database_unavailable (Retry-After: 5), assistant_unavailable, upstream_rate_limited or "
+          "model_store_unavailable.", ("Retry-After",)),
+    504: ("upstream_timeout: the model did not answer in time.", ()),
+}
+ADMIN = (401, 403, 429, 503)
+
+
+def _operation(endpoint: str, summary: str, responses: dict, *errors: int, admin: bool = False, **fields) -> dict:
+    """One operation, named by the Flask endpoint that answers it: its own responses, then the shared
+    errors it may answer."""
+    statuses = sorted(set(errors) | (set(ADMIN) if admin else set()))
+    operation = {"operationId": endpoint, "summary": summary, **fields,
+                 "responses": {**responses, **_errors(*statuses)}}
+    if admin:
+        operation["security"] = [{"admin": []}]
+    return operation
+
+
+def _schemas(max_chars: int) -> dict:
+    """The bodies, in and out."""
+    message = {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"^\s*[^\s\x00][^\x00]*$",
+               "description": "Not blank, no NUL; trimmed, then at most MAX_MESSAGE_CHARS characters."}
+    session_id = {"type": "string", "pattern": f"^{SESSION_ID.pattern}$"}
+    reply = {
+        "reply": STRING, "session_id": session_id, "message_id": ID,
+        "source": {"enum": ["groq", "local", "safety"]}, "model": STRING,
+        "risk_level": {"enum": ["none", "medium", "high"]},
+        "fallback": {"enum": [None, "local_unavailable", "local_timeout", "local_error"]},
+        "status": {"enum": ["ok", "blocked"]},
+    }
+    error = _object({"code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}, "message": STRING,
+                     "session_id": session_id, "message_id": ID}, ("code", "message"))
+    run = _object({name: {} for name in (
+        "id", "status", "trigger", "started_at", "finished_at", "duration_s", "step", "total_steps", "loss", "eta_s",
+        "losses", "train_examples", "eval_examples", "base_loss", "active_loss", "candidate_loss", "version", "error",
+    )}, ("id", "status"))
+    return {
+        "Error": _object({"error": error}, ("error",)),
+        "ChatRequest": _object({  # null counts as absent for every optional field
+            "message": message,
+            "session_id": {"type": ["string", "null"], "pattern": session_id["pattern"],
+                           "description": "Continue this conversation."},
+            "role": {"enum": [*ROLES, None], "description": "Fixed for a conversation; patient by default."},
+            "user_id": {"type": ["string", "null"], "maxLength": 128, "pattern": r"^[^\x00]*$"},
+            "training_consent": NULLABLE_BOOLEAN, "stream": NULLABLE_BOOLEAN,
+        }, ("message",), closed=True),
+        "StreamEvent": _object({"data": {
+            "type": "string", "contentMediaType": "application/json",
+            "contentSchema": {"anyOf": [_object({"delta": STRING}, ("delta",)),
+                                        _object({"retract": {"const": True}}, ("retract",)),
+                                        {**_object({"done": {"const": True}}, ("done",)), "allOf": [_ref("ChatReply")]},
+                                        _object({"error": error}, ("error",))]},
+            "description": "JSON: {delta} pieces of the reply; {retract: true} drops what was shown (a withheld "
+                           "reply follows); {done: true, ...ChatReply} last; or {error} if the reply failed.",
+        }}, ("data",)),
+        "ChatReply": _object(reply, tuple(reply)),
+        "Message": _object({
+            "id": ID, "role": {"enum": ["user", "assistant"]}, "content": STRING, "created_at": STRING,
+            "risk_level": {"enum": ["none", "medium", "high"]}, "source": NULLABLE_STRING, "model": NULLABLE_STRING,
+            "status": NULLABLE_STRING,
+        }, ("id", "role", "content", "created_at", "risk_level")),
+        "MessagePage": _object({"session_id": session_id, "messages": {"type": "array", "items": _ref("Message")},
+                                "next_before": {"type": ["integer", "null"]}},
+                               ("session_id", "messages", "next_before")),
+        "Consent": _object({"training_consent": BOOLEAN}, ("training_consent",), closed=True),
+        "ConsentSet": _object({"session_id": session_id, "role": {"enum": list(ROLES)},
+                               "training_consent": BOOLEAN}, ("session_id", "role", "training_consent")),
+        "Database": _object({"engine": {"enum": ["sqlite", "postgresql"]}, "reachable": BOOLEAN,
+                             "persistent": BOOLEAN, "tables": {"type": "array", "items": STRING}},
+                            ("engine", "reachable", "persistent")),
+        "Run": run,
+        "Version": _object({"name": STRING, "active": BOOLEAN, "rejected": BOOLEAN, "run_id": {},
+                            "metrics": {"type": "object"}, "examples": {"type": "object"},
+                            "gate": {"type": "object"}, "duration_s": {}}, ("name", "active", "rejected")),
+    }
+
+
+def document(max_chars: int) -> dict:
+    """The whole document for a server whose messages may hold ``max_chars`` characters."""
+    session = {"name": "session_id", "in": "path", "required": True,
+               "description": "The id POST /api/chat returned: whoever holds it may read and erase.",
+               "schema": {"type": "string", "pattern": f"^{SESSION_ID.pattern}$"}}
+    html = {"200": {"description": "The page.", "content": {"text/html": {"schema": STRING}}}}
+    health = _json("The database check.", _ref("Database"))
+    paths = {
+        "/": {"get": _operation("pages.chat_page", "The chat page for patients and clinicians.", html)},
+        "/admin": {"get": _operation("pages.admin_page", "The admin dashboard (its data comes from the admin API).", html)},
+        "/openapi.json": {"get": _operation("openapi.openapi", "This document.", {"200": _json("OpenAPI 3.1.", {"type": "object"})})},
+        "/api/chat": {"post": _operation(
+            "chat.chat",
+            "Answer one chat message, as JSON or (stream: true) as server-sent events.",
+            {"200": {"description": "The reply. A stream sends {delta} events, then {done: true, ...the "
+                                    "ChatReply fields}, or an {error} event if the model fails midway.",
+                     "content": {"application/json": {"schema": _ref("ChatReply")},
+                                 "text/event-stream": {"schema": _ref("StreamEvent")}},
+                     "links": {name: {"operationId": endpoint,
+                                      "parameters": {"session_id": "$response.body#/session_id"}}
+                               for name, endpoint in (("ReadMessages", "sessions.messages"),
+                                                      ("SetConsent", "sessions.set_consent"),
+                                                      ("Erase", "sessions.erase"))}}},
+            400, 404, 409, 410, 413, 429, 502, 503, 504,
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("ChatRequest")}}},
+        )},
+        "/api/sessions/{session_id}": {
+            "parameters": [session],
+            "patch": _operation(
+                "sessions.set_consent", "Allow or withdraw the use of this conversation for training.",
+                {"200": _json("The consent now recorded.", _ref("ConsentSet"))}, 400, 404, 410, 413, 503,
+                requestBody={"required": True, "content": {"application/json": {"schema": _ref("Consent")}}},
+            ),
+            "delete": _operation("sessions.erase", "Erase the conversation's messages for good; the id then answers 410.",
+                                 {"204": {"description": "Erased."}}, 404, 410, 503),
+        },
+        "/api/sessions/{session_id}/messages": {"get": _operation(
+            "sessions.messages",
+            "A page of the conversation, oldest first: the newest `limit` messages (before `before`).",
+            {"200": _json("The page; next_before is the `before` of the next older page, or null.",
+                          _ref("MessagePage"))}, 400, 404, 410, 503,
+            parameters=[session,
+                        {"name": "limit", "in": "query", "schema": {**ID, "maximum": MAX_PAGE, "default": PAGE}},
+                        {"name": "before", "in": "query", "schema": {**ID, "maximum": 2**63 - 1}}],
+        )},
+        "/health": {"get": _operation("health.alive", "Liveness: the process answers; touches nothing else.",
+                                      {"200": _json("Alive.", _object({"status": {"const": "ok"}}, ("status",)))})},
+        "/health/ready": {"get": _operation(
+            "health.ready",
+            "Readiness, the deploy healthcheck: the schema is current and the local model (if used) settled.",
+            {status: _json(text, _object({"ready": BOOLEAN, "waiting_for": {"type": "array", "items": {
+                "enum": ["database", "migrations", "local_model"]}}}, ("ready",)))
+             for status, text in (("200", "Ready."), ("503", "Not ready yet, and what it waits for."))},
+        )},
+        "/health/db": {"get": _operation("health.database", "Engine, reachability and persistence.",
+                                         {"200": health, "503": _json("Unreachable.", _ref("Database"))})},
+        "/health/db/tables": {"get": _operation("health.tables", "The database check and its tables.",
+                                                {"200": health, "503": _json("Unreachable.", _ref("Database"))})},
+        "/api/stats": {"get": _operation(
+            "admin.stats",
+            "Totals, training eligibility, training and serving state.",
+            {"200": _json("The overview.", _object({name: {} for name in (
+                "messages", "sessions", "by_author", "user_messages_by_role", "replies_by_source",
+                "messages_per_day", "eligible_since_last_training", "auto_train_threshold", "auto_training",
+                "active_model", "use_local_ai", "local_model", "groq", "safety", "database")},
+                ("messages", "eligible_since_last_training", "auto_train_threshold")))}, admin=True,
+        )},
+        "/api/admin/training": {
+            "get": _operation("training.runs", "The 20 newest training runs and the running one.",
+                              {"200": _json("Runs, newest first.", _object({
+                                  "runs": {"type": "array", "items": _ref("Run")},
+                                  "running": {"anyOf": [_ref("Run"), {"type": "null"}]}}, ("runs", "running")))},
+                              admin=True),
+            "post": _operation("training.start", "Start a training run now, whatever the count of new messages.",
+                               {"202": _json("Started.", _object({"run_id": ID, "status": {"const": "running"}},
+                                                                 ("run_id", "status")))}, 409, admin=True),
+        },
+        "/api/admin/models": {"get": _operation(
+            "training.models",
+            "Model versions with their metrics, newest first, and the active one.",
+            {"200": _json("Versions.", _object({"active": NULLABLE_STRING,
+                                                "versions": {"type": "array", "items": _ref("Version")}},
+                                               ("active", "versions")))}, admin=True,
+        )},
+        "/api/admin/models/{version}/activate": {"post": _operation(
+            "training.activate",
+            "Make a version active: promote a rejected candidate or roll back.",
+            {"200": _json("Now active.", _object({"active": STRING}, ("active",)))}, 404, admin=True,
+            parameters=[{"name": "version", "in": "path", "required": True, "schema": STRING}],
+        )},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "TherapistAI", "version": "1",
+                 "description": "Errors are always {\"error\": {\"code\", \"message\"}}; chat errors after "
+                                "validation also carry session_id and message_id."},
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(max_chars),
+            "responses": {f"E{status}": _json(text, _ref("Error"), headers)
+                          for status, (text, headers) in ERRORS.items()},
+            "headers": {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": STRING},
+                        "WWW-Authenticate": {"description": "Bearer.", "schema": STRING}},
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer",
+                                          "description": "ADMIN_TOKEN, as 'Authorization: Bearer <token>'."}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The contract, with this server's limits."""
+    return jsonify(document(services().settings.max_message_chars))
