@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
-import sqlite3
 import time
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def make_engine(raw_url: str) -> Engine:
     # hide_parameters: a failed statement's error, logged at ERROR, must not carry message text.
     engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, hide_parameters=True)
     if url.get_backend_name() == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, path)
     return engine
 
 
@@ -61,11 +62,12 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(sqlite_begin="IMMEDIATE")
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    """Set the pragmas on every new connection and let us choose how BEGIN locks."""
+def _configure_sqlite(engine: Engine, path: Path | None) -> None:
+    """Set the pragmas on every new connection, let us choose how BEGIN locks, and never keep a
+    connection SQLite opened read-only once the file can be written again."""
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):
+    def _on_connect(dbapi_connection, record):
         # pysqlite's own BEGIN handling would ignore our choice of lock mode.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -74,36 +76,51 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
+        # SQLite opens a file it may not write read-only, and the connection stays read-only for good.
+        record.info["read_only"] = path is not None and not _writable(path)
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_connection, record, _proxy):
+        if record.info.get("read_only") and _writable(path):
+            raise DisconnectionError("opened while the database file was read-only")  # the pool opens a new one
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         if connection.get_execution_options().get("sqlite_begin") == "IMMEDIATE":
-            _begin_immediate(connection.connection.dbapi_connection)
+            _begin_immediate(connection)
         else:
             connection.exec_driver_sql("BEGIN")
 
 
-def _begin_immediate(dbapi_connection) -> None:
+def _begin_immediate(connection) -> None:
     """Take SQLite's write lock, polling every fraction of a millisecond while another writer holds it.
 
     SQLite's own busy handler backs off to sleeps of 25-100 ms, which turns a
-    moment of contention between workers into a latency spike.
+    moment of contention between workers into a latency spike. BEGIN goes through
+    SQLAlchemy, so any other failure (a read-only or vanished file) is its
+    OperationalError, which the app answers 503, not a bare sqlite3 error (500).
     """
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout = 0")
+    dbapi_connection = connection.connection.dbapi_connection
+    dbapi_connection.execute("PRAGMA busy_timeout = 0")
     try:
         while True:
             try:
-                cursor.execute("BEGIN IMMEDIATE")
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
                 return
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or time.monotonic() > deadline:
+            except OperationalError as e:
+                if "locked" not in str(e.orig) or time.monotonic() > deadline:
                     raise
                 time.sleep(random.uniform(0.0001, 0.001))
     finally:
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.close()
+        if not connection.invalidated:  # SQLAlchemy closes a connection it judged lost
+            dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the database file and the WAL files beside it."""
+    files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+    return all(os.access(f, os.W_OK) for f in files if f.exists())
 
 
 def describe(engine: Engine) -> str:

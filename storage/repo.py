@@ -9,8 +9,9 @@ from datetime import timedelta
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from storage.engine import writer
 from storage.store import Store
-from storage.tables import ChatSession, Message, utcnow
+from storage.tables import ActiveVersion, ChatSession, Message, utcnow
 
 
 class SessionNotFound(LookupError):
@@ -226,6 +227,13 @@ class Repo(Store):
         """Raise when the database cannot be reached."""
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
+
+    def check_writable(self) -> None:
+        """Raise unless the database takes a write now (a reachable database can be read-only): a no-op
+        update, rolled back."""
+        with self._write_lock, writer(self.engine).connect() as connection:
+            connection.execute(update(ActiveVersion).values(version=ActiveVersion.version))
+            connection.rollback()
 
 
 def _live_session(db: Session, session_id: str, lock: bool = False) -> ChatSession:

@@ -42,7 +42,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(d
     env = {**server_env(database_url, fake_groq), "ADMIN_TOKEN": ADMIN_TOKEN, "ADMIN_RATE_LIMIT": NO_LIMIT}
     with gunicorn(env) as base_url:
         run = subprocess.run(
-            [str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", f"{base_url}/openapi.json", "--checks", "all", "--mode", "all",
+            [str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", f"{base_url}/openapi.json",
+             "--checks", "all", "--mode", "all",
              "--max-examples", "50", "--workers", "1", "--no-color",
              "--header", f"Authorization: Bearer {ADMIN_TOKEN}",
              "--exclude-by", "method == 'POST' and path == '/api/admin/training'"],

@@ -44,7 +44,7 @@ def ready():
 
 @bp.get("/db")
 def database():
-    """Engine, reachability and whether the data survives a restart."""
+    """Engine, reachability, whether it takes writes, and whether the data survives a restart."""
     body, status = _database_state()
     return jsonify(body), status
 
@@ -62,15 +62,18 @@ def _database_state() -> tuple[dict, int]:
     """The fields both database checks report, and 503 when the database is down."""
     svc = services()
     engine = svc.repo.engine
+    reachable = writable = False
     try:
         svc.repo.ping()
         reachable = True
+        svc.repo.check_writable()
+        writable = True
     except SQLAlchemyError as e:
-        log.error("Database health check failed: %s", type(e).__name__)
-        reachable = False
+        log.error("Database health check failed (%s): %s", "write" if reachable else "connect", type(e).__name__)
     body = {
         "engine": engine.dialect.name,
         "reachable": reachable,
+        "writable": writable,
         "persistent": is_persistent(engine, svc.settings.on_railway, svc.settings.is_on_volume),
     }
-    return body, 200 if reachable else 503
+    return body, 200 if writable else 503

@@ -120,9 +120,9 @@ def _schemas(max_chars: int) -> dict:
         "Consent": _object({"training_consent": BOOLEAN}, ("training_consent",), closed=True),
         "ConsentSet": _object({"session_id": session_id, "role": {"enum": list(ROLES)},
                                "training_consent": BOOLEAN}, ("session_id", "role", "training_consent")),
-        "Database": _object({"engine": {"enum": ["sqlite", "postgresql"]}, "reachable": BOOLEAN,
+        "Database": _object({"engine": {"enum": ["sqlite", "postgresql"]}, "reachable": BOOLEAN, "writable": BOOLEAN,
                              "persistent": BOOLEAN, "tables": {"type": "array", "items": STRING}},
-                            ("engine", "reachable", "persistent")),
+                            ("engine", "reachable", "writable", "persistent")),
         "Run": run,
         "Version": _object({"name": STRING, "active": BOOLEAN, "rejected": BOOLEAN, "run_id": {},
                             "metrics": {"type": "object"}, "examples": {"type": "object"},
@@ -136,11 +136,14 @@ def document(max_chars: int) -> dict:
                "description": "The id POST /api/chat returned: whoever holds it may read and erase.",
                "schema": {"type": "string", "pattern": f"^{SESSION_ID.pattern}$"}}
     html = {"200": {"description": "The page.", "content": {"text/html": {"schema": STRING}}}}
-    health = _json("The database check.", _ref("Database"))
+    database = {"200": _json("Reachable and writable.", _ref("Database")),
+                "503": _json("Unreachable or read-only.", _ref("Database"))}
     paths = {
         "/": {"get": _operation("pages.chat_page", "The chat page for patients and clinicians.", html)},
-        "/admin": {"get": _operation("pages.admin_page", "The admin dashboard (its data comes from the admin API).", html)},
-        "/openapi.json": {"get": _operation("openapi.openapi", "This document.", {"200": _json("OpenAPI 3.1.", {"type": "object"})})},
+        "/admin": {"get": _operation("pages.admin_page", "The admin dashboard; its data comes from the admin API.",
+                                     html)},
+        "/openapi.json": {"get": _operation("openapi.openapi", "This document.",
+                                            {"200": _json("OpenAPI 3.1.", {"type": "object"})})},
         "/api/chat": {"post": _operation(
             "chat.chat",
             "Answer one chat message, as JSON or (stream: true) as server-sent events.",
@@ -163,7 +166,8 @@ def document(max_chars: int) -> dict:
                 {"200": _json("The consent now recorded.", _ref("ConsentSet"))}, 400, 404, 410, 413, 503,
                 requestBody={"required": True, "content": {"application/json": {"schema": _ref("Consent")}}},
             ),
-            "delete": _operation("sessions.erase", "Erase the conversation's messages for good; the id then answers 410.",
+            "delete": _operation("sessions.erase",
+                                 "Erase the conversation's messages for good; the id then answers 410.",
                                  {"204": {"description": "Erased."}}, 404, 410, 503),
         },
         "/api/sessions/{session_id}/messages": {"get": _operation(
@@ -184,10 +188,8 @@ def document(max_chars: int) -> dict:
                 "enum": ["database", "migrations", "local_model"]}}}, ("ready",)))
              for status, text in (("200", "Ready."), ("503", "Not ready yet, and what it waits for."))},
         )},
-        "/health/db": {"get": _operation("health.database", "Engine, reachability and persistence.",
-                                         {"200": health, "503": _json("Unreachable.", _ref("Database"))})},
-        "/health/db/tables": {"get": _operation("health.tables", "The database check and its tables.",
-                                                {"200": health, "503": _json("Unreachable.", _ref("Database"))})},
+        "/health/db": {"get": _operation("health.database", "Engine, reachable, writable, persistent.", database)},
+        "/health/db/tables": {"get": _operation("health.tables", "The database check and its tables.", database)},
         "/api/stats": {"get": _operation(
             "admin.stats",
             "Totals, training eligibility, training and serving state.",

@@ -28,5 +28,7 @@ def admin_page():
 
 def _page(template: str, **context):
     """A rendered page with headers that keep it to this origin."""
-    return render_template(template, **context), 200, {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
-                       "Referrer-Policy": "no-referrer"}
+    return render_template(template, **context), 200, {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
