@@ -132,7 +132,7 @@ class Settings:
     proxy_hops: int = 0  # trusted proxies in front that set X-Forwarded-For (Railway: 1)
     port: int = 8000
     web_concurrency: int = 2
-    web_threads: int = 4
+    web_threads: int = 64  # each client still sending its headers holds one (bench/slow_clients.py)
     log_level: str = "INFO"
     railway_environment: str | None = None
     railway_volume_mount_path: str | None = None

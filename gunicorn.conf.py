@@ -14,6 +14,9 @@ except ConfigError as e:  # a bad flag stops gunicorn here, before any worker st
 
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
+# gthread: a thread per request, so a slow client holds one thread, not the worker; WEB_THREADS (64)
+# outlasts 100 clients trickling their headers (bench/slow_clients.py). gevent would too, but local
+# generation and the embedding model would stall every other request of the worker.
 worker_class = "gthread"
 threads = _settings.web_threads
 # Streamed replies and slow upstream calls need longer than gunicorn's 30 s default.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sqlite3
 import time
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def _configure_sqlite(engine: Engine, path: Path | None) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -90,6 +91,20 @@ def _configure_sqlite(engine: Engine, path: Path | None) -> None:
             _begin_immediate(connection)
         else:
             connection.exec_driver_sql("BEGIN")
+
+
+def _use_wal(cursor) -> None:
+    """Put the file in WAL mode (it stays so). Workers starting at once on a new file race to switch
+    it, and SQLite can tell the loser 'database is locked' without waiting: it tries again."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.001, 0.01))
 
 
 def _begin_immediate(connection) -> None:
