@@ -1,9 +1,15 @@
-"""How much /api/chat adds over a bare Flask JSON endpoint under the same gunicorn.
+"""How much /api/chat adds over a bare Flask JSON endpoint under the same gunicorn, and how it
+compares with the LiteLLM proxy, what users would put in front of Groq instead.
 
-Both run with gunicorn.conf.py (2 gthread workers); chat talks to the fake Groq
-(no delay) in its own process and logs to SQLite. 16 clients on keep-alive
-connections each continue their own conversation. Prints JSON: p50, p99 and
-requests/s of each, and chat against bare as ratios.
+Both Flask apps run with gunicorn.conf.py (2 gthread workers); chat talks to the fake Groq
+(no delay) in its own process and logs both turns to SQLite. LiteLLM's proxy (2 uvicorn
+workers, installed on first run into .cache/litellm-venv from bench/requirements-litellm.txt)
+forwards to the same fake Groq through its OpenAI-compatible provider and stores nothing; its
+clients send the conversation themselves, capped at the same history. The chat endpoint runs a
+second time without the embedding model (patterns-only screening, as a serving image without it
+does), to show what the semantic screening costs. 16 clients on keep-alive connections each continue
+their own conversation; the setups alternate, rounds of each. Prints JSON: p50, p99 and requests/s of
+each, chat against bare and against LiteLLM as ratios.
 """
 
 from __future__ import annotations
@@ -11,40 +17,80 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
+import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from multiprocessing import Pool
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import gunicorn  # noqa: E402
+from assistant.prompts import build_messages  # noqa: E402
+from config import Settings  # noqa: E402
+from tests.servers import free_port, gunicorn, wait_until_up  # noqa: E402
+
+LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
+LITELLM_REQUIREMENTS = ROOT / "bench" / "requirements-litellm.txt"
+HISTORY_MESSAGES = 2 * Settings().history_turns  # what the chat endpoint sends Groq of a conversation
 
 
-def client_loop(args: tuple[str, int, int, float]) -> tuple[float, float, list[float]]:
-    """One client: `requests` chats on one connection; when it measured, and latencies in ms."""
-    host_port, requests, warmup, start_at = args
+class ChatTurns:
+    """This service's API: the server keeps the conversation; the client sends its session id."""
+
+    path = "/api/chat"
+
+    def __init__(self, _key: str | None):
+        self.headers = {"Content-Type": "application/json"}
+        self.session_id = None
+
+    def body(self, message: str) -> dict:
+        return {"message": message, **({"session_id": self.session_id} if self.session_id else {})}
+
+    def answered(self, message: str, payload: dict) -> None:
+        self.session_id = payload["session_id"]
+
+
+class OpenAITurns:
+    """An OpenAI-compatible proxy: the client sends the system prompt and the recent conversation."""
+
+    path = "/v1/chat/completions"
+
+    def __init__(self, key: str | None):
+        self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        self.history: list[tuple[str, str]] = []
+
+    def body(self, message: str) -> dict:
+        return {"model": "chat", "messages": build_messages("patient", self.history[-HISTORY_MESSAGES:], message)}
+
+    def answered(self, message: str, payload: dict) -> None:
+        self.history += [("user", message), ("assistant", payload["choices"][0]["message"]["content"])]
+
+
+def client_loop(args: tuple[str, str, str | None, int, int, float]) -> tuple[float, float, list[float]]:
+    """One client: `requests` turns on one connection; when it measured, and latencies in ms."""
+    host_port, api, key, requests, warmup, start_at = args
     host, port = host_port.split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    session_id, latencies = None, []
+    turns = {"chat": ChatTurns, "openai": OpenAITurns}[api](key)
+    latencies = []
     while time.time() < start_at:
         time.sleep(0.001)
     for i in range(warmup + requests):
-        body = {"message": f"how do I sleep better, try {i}"}
-        if session_id:
-            body["session_id"] = session_id
+        message = f"how do I sleep better, try {i}"
         started = time.perf_counter()
-        connection.request("POST", "/api/chat", json.dumps(body), {"Content-Type": "application/json"})
+        connection.request("POST", turns.path, json.dumps(turns.body(message)), turns.headers)
         response = connection.getresponse()
         payload = json.loads(response.read())
         elapsed = (time.perf_counter() - started) * 1000
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {payload}")
-        session_id = payload["session_id"]
+        turns.answered(message, payload)
         if i == warmup:
             measured_from = time.perf_counter() - elapsed / 1000
         if i >= warmup:
@@ -53,12 +99,12 @@ def client_loop(args: tuple[str, int, int, float]) -> tuple[float, float, list[f
     return measured_from, time.perf_counter(), latencies
 
 
-def measure(base_url: str, clients: int, requests: int, warmup: int) -> dict:
-    """Run the clients in processes of threads; p50, p99 and throughput."""
+def measure(base_url: str, clients: int, requests: int, warmup: int, api: str = "chat", key: str | None = None) -> dict:
+    """Run the clients in processes; p50, p99 and throughput."""
     host_port = base_url.removeprefix("http://")
     start_at = time.time() + 0.5
     with Pool(clients) as pool:
-        per_client = pool.map(client_loop, [(host_port, requests, warmup, start_at)] * clients)
+        per_client = pool.map(client_loop, [(host_port, api, key, requests, warmup, start_at)] * clients)
     # perf_counter is system-wide on Linux, so the clients' clocks compare
     wall = max(end for _, end, _ in per_client) - min(start for start, _, _ in per_client)
     latencies = sorted(ms for _, _, client in per_client for ms in client)
@@ -77,44 +123,87 @@ def start_fake_groq() -> tuple[subprocess.Popen, str]:
     return process, process.stdout.readline().strip()
 
 
+@contextmanager
+def litellm_proxy(groq_url: str, tmp: str):
+    """LiteLLM's proxy on a free port, forwarding model "chat" to the fake Groq; yields its URL and key."""
+    litellm = LITELLM_VENV / "bin" / "litellm"
+    if not litellm.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", "-r", str(LITELLM_REQUIREMENTS)],
+                       check=True)
+    key = f"sk-bench-{secrets.token_hex(8)}"  # the proxy refuses well-known master keys
+    config = Path(tmp) / "litellm.json"  # JSON is YAML
+    config.write_text(json.dumps({
+        "model_list": [{"model_name": "chat", "litellm_params": {
+            "model": "openai/fake-groq-model", "api_base": f"{groq_url}/openai/v1", "api_key": "bench"}}],
+        "general_settings": {"master_key": key},
+    }))
+    port = free_port()
+    process = subprocess.Popen(
+        [str(litellm), "--config", str(config), "--port", str(port), "--num_workers", "2"],
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},  # no fetching the price list
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{url}/health/liveliness", timeout=180, process=process)
+        yield url, key
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=150, help="per client, after warm-up")
     parser.add_argument("--warmup", type=int, default=15, help="per client")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/chat rounds; medians are reported")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/chat/LiteLLM rounds; medians")
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
     args = parser.parse_args()
 
     fake, groq_url = start_fake_groq()
-    results: dict[str, list[dict]] = {"bare": [], "chat": []}
+    results: dict[str, list[dict]] = {"bare": [], "chat": [], "chat_patterns_only": [], "litellm": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            env = {"GROQ_API_KEY": "bench", "GROQ_BASE_URL": groq_url, "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench.db",
+            env = {"GROQ_API_KEY": "bench", "GROQ_BASE_URL": groq_url,
+                   "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench.db",
                    "LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "2",
                    "CHAT_RATE_LIMIT": "1000000 per minute"}  # the limiter still runs; the bench is one client
-            with gunicorn(env, app="bench.bare_app:app") as bare_url, gunicorn(env) as chat_url:
+            no_model = {**env, "EMBEDDINGS_DIR": f"{tmp}/no-model",
+                        "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench-patterns.db"}
+            with gunicorn(env, app="bench.bare_app:app") as bare_url, gunicorn(env) as chat_url, \
+                    gunicorn(no_model) as patterns_url, litellm_proxy(groq_url, tmp) as (litellm_url, key):
                 for _ in range(args.rounds):
                     results["bare"].append(measure(bare_url, args.clients, args.requests, args.warmup))
                     results["chat"].append(measure(chat_url, args.clients, args.requests, args.warmup))
+                    results["chat_patterns_only"].append(
+                        measure(patterns_url, args.clients, args.requests, args.warmup))
+                    results["litellm"].append(measure(litellm_url, args.clients, args.requests, args.warmup,
+                                                      "openai", key))
     finally:
         fake.terminate()
         fake.wait()
 
     summary = {name: {key: statistics.median(run[key] for run in runs) for key in runs[0]}
                for name, runs in results.items()}
-    bare, chat = summary["bare"], summary["chat"]
+    bare, chat, litellm = summary["bare"], summary["chat"], summary["litellm"]
     print(json.dumps({
         "benchmark": "chat_overhead",
         "clients": args.clients,
         "rounds": args.rounds,
         "bare": bare,
         "chat": chat,
+        "chat_patterns_only": summary["chat_patterns_only"],
+        "litellm": litellm,
         "p50_overhead_ms": round(chat["p50_ms"] - bare["p50_ms"], 2),
         "p50_ratio": round(chat["p50_ms"] / bare["p50_ms"], 2),
         "p99_ratio": round(chat["p99_ms"] / bare["p99_ms"], 2),
         "throughput_ratio": round(chat["requests_per_s"] / bare["requests_per_s"], 3),
-        "goal": {"p50_overhead_ms_at_most": 3, "throughput_ratio_at_least": 0.6},
+        "vs_litellm": {name: {"throughput_ratio": round(run["requests_per_s"] / litellm["requests_per_s"], 3),
+                              "p50_ratio": round(run["p50_ms"] / litellm["p50_ms"], 2)}
+                       for name, run in (("chat", chat), ("chat_patterns_only", summary["chat_patterns_only"]))},
+        "goal": {"p50_overhead_ms_at_most": 3, "throughput_ratio_at_least": 0.6,
+                 "vs_litellm_throughput_ratio_at_least": 1.0},
     }, indent=2))
 
 
