@@ -37,7 +37,7 @@ def chromium():
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
     if missing:
         raise RuntimeError(f"{', '.join(missing)} not found: apt-get install chromium chromium-driver "
-                           "(.ci/run does this)")
+                           "(make test does this)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
