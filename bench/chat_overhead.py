@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.prompts import build_messages  # noqa: E402
 from config import Settings  # noqa: E402
-from tests.servers import free_port, gunicorn, wait_until_up  # noqa: E402
+from tests.servers import free_port, gunicorn, stop, wait_until_up  # noqa: E402
 
 LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
 LITELLM_REQUIREMENTS = ROOT / "bench" / "requirements-litellm.txt"
@@ -148,8 +148,7 @@ def litellm_proxy(groq_url: str, tmp: str):
         wait_until_up(f"{url}/health/liveliness", timeout=180, process=process)
         yield url, key
     finally:
-        os.killpg(process.pid, 15)
-        process.wait()
+        stop(process)
 
 
 def main() -> None:

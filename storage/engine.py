@@ -8,6 +8,7 @@ import random
 import sqlite3
 import time
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -96,15 +97,7 @@ def _configure_sqlite(engine: Engine, path: Path | None) -> None:
 def _use_wal(cursor) -> None:
     """Put the file in WAL mode (it stays so). Workers starting at once on a new file race to switch
     it, and SQLite can tell the loser 'database is locked' without waiting: it tries again."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(random.uniform(0.001, 0.01))
+    _until_unlocked(lambda: cursor.execute("PRAGMA journal_mode = WAL"), pause_s=(0.001, 0.01))
 
 
 def _begin_immediate(connection) -> None:
@@ -115,21 +108,27 @@ def _begin_immediate(connection) -> None:
     SQLAlchemy, so any other failure (a read-only or vanished file) is its
     OperationalError, which the app answers 503, not a bare sqlite3 error (500).
     """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     dbapi_connection = connection.connection.dbapi_connection
     dbapi_connection.execute("PRAGMA busy_timeout = 0")
     try:
-        while True:
-            try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-                return
-            except OperationalError as e:
-                if "locked" not in str(e.orig) or time.monotonic() > deadline:
-                    raise
-                time.sleep(random.uniform(0.0001, 0.001))
+        _until_unlocked(lambda: connection.exec_driver_sql("BEGIN IMMEDIATE"), pause_s=(0.0001, 0.001))
     finally:
         if not connection.invalidated:  # SQLAlchemy closes a connection it judged lost
             dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _until_unlocked(statement: Callable[[], object], pause_s: tuple[float, float]) -> None:
+    """Run ``statement``; while SQLite answers that the database is locked, pause a random moment within
+    ``pause_s`` and run it again, for up to the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            statement()
+            return
+        except (sqlite3.OperationalError, OperationalError) as e:
+            if "locked" not in str(getattr(e, "orig", e)) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(*pause_s))
 
 
 def _writable(path: Path) -> bool:

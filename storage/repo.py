@@ -9,7 +9,6 @@ from datetime import timedelta
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from storage.engine import writer
 from storage.store import Store
 from storage.tables import ActiveVersion, ChatSession, Message, utcnow
 
@@ -231,9 +230,9 @@ class Repo(Store):
     def check_writable(self) -> None:
         """Raise unless the database takes a write now (a reachable database can be read-only): a no-op
         update, rolled back."""
-        with self._write_lock, writer(self.engine).connect() as connection:
-            connection.execute(update(ActiveVersion).values(version=ActiveVersion.version))
-            connection.rollback()
+        with self._write_lock, self._write_session() as db:
+            db.execute(update(ActiveVersion).values(version=ActiveVersion.version))
+            db.rollback()
 
 
 def _live_session(db: Session, session_id: str, lock: bool = False) -> ChatSession:

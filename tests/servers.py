@@ -55,12 +55,12 @@ def gunicorn(env: dict, app: str = "api:app", log_path: Path | None = None, comm
         wait_until_up(f"{base_url}/health", process=process)
         yield base_url
     finally:
-        _stop(process)
+        stop(process)
         if log_path:
             log.close()
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen) -> None:
     """SIGTERM to the server's process group, SIGKILL if it lingers; nothing if it already exited."""
     try:
         os.killpg(process.pid, signal.SIGTERM)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from assistant.prompts import ROLES
+from assistant.safety.patterns import HIGH, MEDIUM, NONE
+from storage.training_runs import RUN_FIELDS
 from web.services import services
 from web.validation import MAX_PAGE, PAGE, SESSION_ID
 
@@ -16,6 +18,7 @@ bp = Blueprint("openapi", __name__)
 
 STRING, BOOLEAN = {"type": "string"}, {"type": "boolean"}
 ID = {"type": "integer", "minimum": 1}
+RISK_LEVEL = {"enum": [NONE, MEDIUM, HIGH]}
 NULLABLE_STRING, NULLABLE_BOOLEAN = {"type": ["string", "null"]}, {"type": ["boolean", "null"]}
 
 
@@ -79,16 +82,13 @@ def _schemas(max_chars: int) -> dict:
     reply = {
         "reply": STRING, "session_id": session_id, "message_id": ID,
         "source": {"enum": ["groq", "local", "safety"]}, "model": STRING,
-        "risk_level": {"enum": ["none", "medium", "high"]},
+        "risk_level": RISK_LEVEL,
         "fallback": {"enum": [None, "local_unavailable", "local_timeout", "local_error"]},
         "status": {"enum": ["ok", "blocked"]},
     }
     error = _object({"code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}, "message": STRING,
                      "session_id": session_id, "message_id": ID}, ("code", "message"))
-    run = _object({name: {} for name in (
-        "id", "status", "trigger", "started_at", "finished_at", "duration_s", "step", "total_steps", "loss", "eta_s",
-        "losses", "train_examples", "eval_examples", "base_loss", "active_loss", "candidate_loss", "version", "error",
-    )}, ("id", "status"))
+    run = _object({name: {} for name in RUN_FIELDS}, ("id", "status"))
     return {
         "Error": _object({"error": error}, ("error",)),
         "ChatRequest": _object({  # null counts as absent for every optional field
@@ -111,7 +111,7 @@ def _schemas(max_chars: int) -> dict:
         "ChatReply": _object(reply, tuple(reply)),
         "Message": _object({
             "id": ID, "role": {"enum": ["user", "assistant"]}, "content": STRING, "created_at": STRING,
-            "risk_level": {"enum": ["none", "medium", "high"]}, "source": NULLABLE_STRING, "model": NULLABLE_STRING,
+            "risk_level": RISK_LEVEL, "source": NULLABLE_STRING, "model": NULLABLE_STRING,
             "status": NULLABLE_STRING,
         }, ("id", "role", "content", "created_at", "risk_level")),
         "MessagePage": _object({"session_id": session_id, "messages": {"type": "array", "items": _ref("Message")},
