@@ -19,6 +19,8 @@ bp = Blueprint("openapi", __name__)
 STRING, BOOLEAN = {"type": "string"}, {"type": "boolean"}
 ID = {"type": "integer", "minimum": 1}
 RISK_LEVEL = {"enum": [NONE, MEDIUM, HIGH]}
+# What str.strip() removes, spelt out: regex dialects disagree on what \s covers (\x1c-\x1f, \x85).
+WHITESPACE = "".join(f"\\u{code:04x}" for code in range(0x10000) if chr(code).isspace())
 NULLABLE_STRING, NULLABLE_BOOLEAN = {"type": ["string", "null"]}, {"type": ["boolean", "null"]}
 
 
@@ -74,10 +76,18 @@ def _operation(endpoint: str, summary: str, responses: dict, *errors: int, admin
     return operation
 
 
+def _trimmed_text(max_chars: int) -> str:
+    """A pattern for text that is 1..max_chars characters once trimmed (as the server counts it), no NUL:
+    a length limit alone would refuse what the server accepts, surrounded by whitespace."""
+    space, solid = f"[{WHITESPACE}]", f"[^{WHITESPACE}\\u0000]"
+    core = solid + (f"(?:[^\\u0000]{{0,{max_chars - 2}}}{solid})?" if max_chars > 1 else "")
+    return f"^{space}*{core}{space}*$"
+
+
 def _schemas(max_chars: int) -> dict:
     """The bodies, in and out."""
-    message = {"type": "string", "minLength": 1, "maxLength": max_chars, "pattern": r"^\s*[^\s\x00][^\x00]*$",
-               "description": "Not blank, no NUL; trimmed, then at most MAX_MESSAGE_CHARS characters."}
+    message = {"type": "string", "pattern": _trimmed_text(max_chars),
+               "description": "Not blank, no NUL; at most MAX_MESSAGE_CHARS characters once trimmed."}
     session_id = {"type": "string", "pattern": f"^{SESSION_ID.pattern}$"}
     reply = {
         "reply": STRING, "session_id": session_id, "message_id": ID,
