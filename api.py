@@ -7,6 +7,7 @@ import logging
 from flask import Flask
 
 from assistant.groq_provider import GroqProvider
+from assistant.memory import Memory
 from assistant.router import Router
 from assistant.safety.screener import shared_screener
 from config import Settings, configure_logging
@@ -15,7 +16,7 @@ from registry.store import Registry
 from storage.engine import is_persistent, log_startup
 from storage.migrate import migrated_engine
 from storage.repo import Repo
-from web import admin, chat, health, openapi, pages, sessions, training
+from web import admin, chat, health, memories, openapi, pages, sessions, training
 from web.errors import register_error_handlers
 from web.limits import init_limits
 from web.json_provider import JSONProvider
@@ -50,9 +51,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     log.info("USE_LOCAL_AI=%d ENABLE_AUTO_TRAINING=%d AUTO_TRAIN_THRESHOLD=%d",
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
     init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local),
-                           safety=shared_screener(settings.embeddings_dir), registry=registry, training=trigger))
+                           safety=shared_screener(settings.embeddings_dir), registry=registry, training=trigger,
+                           memory=Memory.from_settings(settings, engine)))
     register_error_handlers(app)
-    for blueprint in (pages.bp, chat.bp, sessions.bp, admin.bp, training.bp, health.bp, openapi.bp):
+    for blueprint in (pages.bp, chat.bp, sessions.bp, memories.bp, admin.bp, training.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     init_limits(app, settings)
     return app

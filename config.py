@@ -124,6 +124,8 @@ class Settings:
     model_store_url: str | None = None  # s3://bucket/prefix: versions published there, MODEL_DIR a cache
     aws_region: str | None = None  # AWS_REGION (boto3 itself reads only AWS_DEFAULT_REGION)
     embeddings_dir: str = "./.cache/embeddings"  # where `python -m embeddings.export` put the ONNX model
+    memory_enabled: bool = True  # memory across sessions for those who opt in (POST /api/chat "remember")
+    memory_max_tokens: int = 400  # earlier exchanges recalled into the system prompt, at most
     train: TrainSettings = field(default_factory=TrainSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
     chat_rate_limit: str = "30 per minute;500 per day"  # per client, on POST /api/chat
@@ -166,6 +168,8 @@ class Settings:
             model_store_url=_model_store_url(env),
             aws_region=env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION"),
             embeddings_dir=env.text("EMBEDDINGS_DIR") or d.embeddings_dir,
+            memory_enabled=env.flag("MEMORY_ENABLED", d.memory_enabled),
+            memory_max_tokens=env.number("MEMORY_MAX_TOKENS", d.memory_max_tokens, int, minimum=0),
             train=TrainSettings.from_env(env),
             local=LocalSettings.from_env(env),
             chat_rate_limit=_rate_limit(env, "CHAT_RATE_LIMIT", d.chat_rate_limit),

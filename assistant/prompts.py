@@ -28,9 +28,12 @@ def system_prompt(role: str) -> str:
     return SYSTEM_PROMPTS[role]
 
 
-def build_messages(role: str, history: Iterable[tuple[str, str]], user_message: str) -> list[dict]:
-    """System prompt, prior (author, text) turns oldest first, then the new user message."""
-    messages = [{"role": "system", "content": system_prompt(role)}]
+def build_messages(role: str, history: Iterable[tuple[str, str]], user_message: str,
+                   memory: str | None = None) -> list[dict]:
+    """System prompt (with recalled earlier conversations, if any), prior (author, text) turns oldest first,
+    then the new user message."""
+    system = system_prompt(role) if memory is None else f"{system_prompt(role)}\n\n{memory}"
+    messages = [{"role": "system", "content": system}]
     messages += [{"role": author, "content": text} for author, text in history]
     messages.append({"role": "user", "content": user_message})
     return messages

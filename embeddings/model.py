@@ -9,7 +9,10 @@ tokens): ONNX Runtime fp32 4.5/5.6/10.1 ms at 198 MB RSS; torch + transformers
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,8 @@ ONNX_FILE = "all-MiniLM-L6-v2.onnx"
 DIMENSIONS = 384
 MAX_TOKENS = 256  # the model was trained on up to 256 word pieces
 BATCH = 32
+# A chat turn embeds its message twice: to screen it and to recall memories with it. The second is free.
+CACHED_TEXTS = 256
 
 
 def bundled_model_dir() -> Path:
@@ -45,17 +50,36 @@ class Embedder:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1  # web workers share 2 cores
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """One float32 row per text, of unit length, so a dot product is the cosine."""
-        if not texts:
-            return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of like length pad little
         vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
-        for start in range(0, len(texts), BATCH):
+        missing = []
+        with self._recent_lock:
+            for i, text in enumerate(texts):
+                cached = self._recent.get(text)
+                if cached is None:
+                    missing.append(i)
+                else:
+                    vectors[i] = cached
+        order = sorted(missing, key=lambda i: len(texts[i]))  # batches of like length pad little
+        for start in range(0, len(order), BATCH):
             rows = order[start:start + BATCH]
             vectors[rows] = self._batch([texts[i] for i in rows])
+        if len(texts) <= 2:  # a chat turn's texts; batches (training sets, backfills) would only churn it
+            self._remember(texts, vectors)
         return vectors
+
+    def _remember(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Keep the latest texts' vectors, least recently used out first."""
+        with self._recent_lock:
+            for text, vector in zip(texts, vectors):
+                self._recent[text] = vector
+                self._recent.move_to_end(text)
+            while len(self._recent) > CACHED_TEXTS:
+                self._recent.popitem(last=False)
 
     def _batch(self, texts: list[str]) -> np.ndarray:
         """Mean of the token vectors under the attention mask, normalised."""
@@ -66,6 +90,12 @@ class Embedder:
         summed = (hidden * mask[:, :, None]).sum(axis=1)
         pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def shared_embedder(embeddings_dir: str) -> tuple[Embedder | None, str | None]:
+    """One embedder per process and model folder, shared by screening, recall and the indexer."""
+    return load_embedder(embeddings_dir)
 
 
 def load_embedder(embeddings_dir: str | Path) -> tuple[Embedder | None, str | None]:

@@ -9,8 +9,9 @@ from datetime import timedelta
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from storage import memories
 from storage.store import Store
-from storage.tables import ActiveVersion, ChatSession, Message, utcnow
+from storage.tables import ActiveVersion, ChatSession, Message, MessageEmbedding, utcnow
 
 
 class SessionNotFound(LookupError):
@@ -58,6 +59,8 @@ class Turn:
     session_id: str
     message_id: int
     role: str
+    memory_id: str | None = None  # the memory this turn may recall from: given or just created
+    remembered: bool = False  # the conversation's messages are stored as memory
 
 
 class Repo(Store):
@@ -66,29 +69,38 @@ class Repo(Store):
     def start_turn(
         self, session_id: str | None, role: str | None, user_id: str | None,
         consent: bool | None, consent_default: bool, content: str, risk_level: str,
+        memory_id: str | None = None, remember: bool = False,
     ) -> Turn:
-        """Store a user message, creating its conversation when no id is given; commits."""
+        """Store a user message, creating its conversation when no id is given, and attaching the memory
+        the request names or asks for (storage.memories.attach); commits."""
         # Core statements, not the unit of work: this runs on every chat request.
         with self._write() as db:
             if session_id is None:
                 session_id, role = secrets.token_urlsafe(24), role or "patient"
+                memory_id = session_memory = memories.attach(db, None, memory_id, remember)
                 db.execute(insert(ChatSession).values(
-                    id=session_id, role=role, user_id=user_id,
+                    id=session_id, role=role, user_id=user_id, memory_id=memory_id,
                     training_consent=consent_default if consent is None else consent,
                 ))
             else:
-                row = db.execute(select(ChatSession.role, ChatSession.erased_at).where(ChatSession.id == session_id)).first()
+                row = db.execute(select(ChatSession.role, ChatSession.erased_at, ChatSession.memory_id)
+                                 .where(ChatSession.id == session_id)).first()
                 _check_live(row, session_id)
                 if role is not None and role != row.role:
                     raise RoleMismatch(row.role)
                 role = row.role
-                if consent is not None:
+                memory_id = memories.attach(db, row.memory_id, memory_id, remember)
+                session_memory = row.memory_id or memory_id
+                changes = {"training_consent": consent} if consent is not None else {}
+                if memory_id is not None and row.memory_id is None:
+                    changes["memory_id"] = memory_id
+                if changes:
                     db.execute(update(ChatSession).where(ChatSession.id == session_id)
-                               .values(training_consent=consent, updated_at=utcnow()))
+                               .values(**changes, updated_at=utcnow()))
             message_id = db.scalar(insert(Message).returning(Message.id).values(
                 session_id=session_id, role="user", content=content, risk_level=risk_level,
             ))
-            return Turn(session_id, message_id, role)
+            return Turn(session_id, message_id, role, memory_id, session_memory is not None)
 
     def history(self, session_id: str, before_id: int, turns: int) -> list[tuple[str, str]]:
         """The last ``turns`` exchanges before a message as (author, text), oldest first, failed replies left out."""
@@ -146,9 +158,11 @@ class Repo(Store):
             return chat
 
     def erase(self, session_id: str) -> None:
-        """Delete a conversation's messages; a tombstone keeps its id from being reused."""
+        """Delete a conversation's messages and what memory kept of them; a tombstone keeps its id from being
+        reused."""
         with self._write() as db:
             chat = _live_session(db, session_id, lock=True)  # before the delete: see store_reply
+            db.execute(delete(MessageEmbedding).where(MessageEmbedding.session_id == session_id))
             db.execute(delete(Message).where(Message.session_id == session_id))
             chat.user_id = None
             chat.training_consent = False

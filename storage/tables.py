@@ -1,10 +1,11 @@
-"""The ORM: chat sessions, their messages, training runs, the training lease and the active model version."""
+"""The ORM: chat sessions, their messages, memories and message embeddings, training runs, the training lease
+and the active model version."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -49,6 +50,7 @@ class ChatSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone after DELETE
+    memory_id: Mapped[str | None] = mapped_column(ForeignKey("memories.id"), index=True)  # remembered under
 
     messages: Mapped[list["Message"]] = relationship(
         back_populates="session", passive_deletes=True, order_by="Message.id"
@@ -81,6 +83,33 @@ class Message(Base):
     session: Mapped[ChatSession] = relationship(back_populates="messages")
 
 
+class Memory(Base):
+    """A person who asked to be remembered across sessions. Its unguessable id is the capability to recall."""
+
+    __tablename__ = "memories"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    forgotten_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone after DELETE
+
+
+class MessageEmbedding(Base):
+    """A remembered message's sentence embedding.
+
+    ``embedding`` is vector(384) on Postgres with pgvector and float32 bytes elsewhere (migration 0006
+    chose); embeddings/vectors.py reads and writes it as the column it is.
+    """
+
+    __tablename__ = "message_embeddings"
+
+    message_id: Mapped[int] = mapped_column(BigId, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    memory_id: Mapped[str] = mapped_column(ForeignKey("memories.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True)
+    exchange_id: Mapped[int] = mapped_column(BigInteger)  # the id of the turn's user message
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TrainingRun(Base):
     """One fine-tuning run: its progress while it runs, its outcome after."""
 
@@ -107,6 +136,7 @@ class TrainingRun(Base):
     version: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     config: Mapped[dict | None] = mapped_column(JSON)  # config.RunConfig: what the training child runs with
+    near_duplicates: Mapped[int | None]  # examples dropped as near-duplicates of earlier ones
 
 
 class Lease(Base):

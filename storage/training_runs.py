@@ -14,7 +14,7 @@ COMPLETED = ("succeeded", "rejected")
 # What the admin API and the CLI show of a run.
 RUN_FIELDS = ("id", "status", "trigger", "started_at", "finished_at", "duration_s", "step", "total_steps", "loss",
               "eta_s", "losses", "train_examples", "eval_examples", "base_loss", "active_loss", "candidate_loss",
-              "version", "error")
+              "version", "error", "near_duplicates")
 
 
 class TrainingRuns(Store):
@@ -84,6 +84,12 @@ class TrainingRuns(Store):
             for run in runs:
                 _close(run, "failed", error=error)
             return [run.id for run in runs]
+
+    def last_completed(self) -> TrainingRun | None:
+        """The run that last completed (succeeded or rejected): the last that built a data set."""
+        with self._read() as db:
+            return db.scalars(select(TrainingRun).where(TrainingRun.status.in_(COMPLETED))
+                              .order_by(desc(TrainingRun.finished_at)).limit(1)).first()
 
     def last_watermark(self) -> int:
         """The newest message id a completed run trained on; 0 before the first."""

@@ -2,7 +2,7 @@
 
 import pytest
 
-from trainer.redact import redact
+from assistant.redact import redact
 
 CASES = [
     # e-mail

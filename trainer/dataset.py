@@ -9,7 +9,7 @@ from pathlib import Path
 
 from assistant.prompts import build_messages
 from storage.repo import Conversation, Repo
-from trainer.redact import redact
+from assistant.redact import redact
 
 
 @dataclass(frozen=True)

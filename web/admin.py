@@ -1,4 +1,4 @@
-"""GET /api/stats: the admin's overview, behind `Authorization: Bearer $ADMIN_TOKEN`."""
+"""GET /api/stats and GET /api/admin/learning: the admin's overview, behind `Authorization: Bearer $ADMIN_TOKEN`."""
 
 from __future__ import annotations
 
@@ -34,4 +34,22 @@ def stats():
         "safety": svc.safety.status(),
         "database": {"engine": svc.repo.engine.dialect.name, "persistent": is_persistent(
             svc.repo.engine, settings.on_railway, settings.is_on_volume)},
+    })
+
+
+@bp.get("/admin/learning")
+@admin_only
+def learning():
+    """What is stored to learn from and to remember: messages, embeddings, backlog, memory ids, the vector
+    backend and model, and the near-duplicates the last run dropped."""
+    svc = services()
+    memory, last_run = svc.memory, svc.training.supervisor.runs.last_completed()
+    return jsonify({
+        **memory.store.counts(),
+        "near_duplicates_dropped": last_run and last_run.near_duplicates,
+        "last_run_id": last_run and last_run.id,
+        "vector_backend": memory.store.backend,
+        "embedding_model": memory.embedder and memory.embedder.name,
+        "embedding_error": memory.error,
+        "memory_enabled": svc.settings.memory_enabled,
     })

@@ -62,7 +62,7 @@ class TurnContext:
         return {
             "reply": completion.text, "session_id": self.turn.session_id, "message_id": message_id,
             "source": completion.source, "model": completion.model, "risk_level": self.risk_level,
-            "fallback": completion.fallback, "status": status,
+            "fallback": completion.fallback, "status": status, "memory_id": self.turn.memory_id,
         }
 
     def note(self) -> str:
@@ -98,21 +98,24 @@ def chat():
     svc = services()
     body = chat_request(request, svc.settings.max_message_chars)
     context = svc.repo.recent_user_messages(body.session_id, CONTEXT_MESSAGES) if body.session_id else []
+    if (body.remember or body.memory_id) and not svc.settings.memory_enabled:
+        raise ApiError(403, "memory_disabled", "Memory across sessions is turned off on this service; "
+                       "leave out remember and memory_id.")
     screening = svc.safety.screen(body.message, context)
     g.risk_level = screening.risk_level  # what a database error's answer needs to know
     turn = svc.repo.start_turn(
         body.session_id, body.role, body.user_id, body.training_consent,
-        svc.settings.training_consent_default, body.message, screening.risk_level,
+        svc.settings.training_consent_default, body.message, screening.risk_level, body.memory_id, body.remember,
     )
     g.session_id, g.message_id = turn.session_id, turn.message_id
-    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources, svc.training.notify,
-                      svc.safety)
+    ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources,
+                      _notifier(svc, turn.remembered), svc.safety)
     if screening.is_crisis and turn.role == "patient":  # a clinician asking about a patient gets an answer
         log.info("Crisis reply given: the %s layer screened the message high risk", screening.layer)
         answer = ctx.crisis()
         return _stream_whole(answer) if body.stream else jsonify(answer)
     history = svc.repo.history(turn.session_id, turn.message_id, svc.settings.history_turns)
-    messages = prompts.build_messages(turn.role, history, body.message)
+    messages = prompts.build_messages(turn.role, history, body.message, _recalled(svc, turn, body.message))
     assistant = svc.assistant
     if body.stream:
         return _stream_reply(ctx, assistant, messages)
@@ -124,6 +127,26 @@ def chat():
         return jsonify(ctx.withhold(completion))
     completion.text += ctx.note()
     return jsonify(ctx.answer(completion, ctx.store(completion)))
+
+
+def _notifier(svc, remembered: bool) -> Callable[[], None]:
+    """What to wake after a reply is stored: auto-training, and the memory indexer for a remembered conversation."""
+    def notify_both() -> None:
+        svc.training.notify()
+        svc.memory.notify()
+
+    return notify_both if remembered else svc.training.notify
+
+
+def _recalled(svc, turn: Turn, message: str) -> str | None:
+    """The memory block for a turn that named its memory; a failure costs the turn its memories, not its reply."""
+    if turn.memory_id is None:
+        return None
+    try:
+        return svc.memory.recall(turn.memory_id, turn.session_id, message)
+    except Exception as e:
+        log.warning("Recalling earlier conversations failed (%s); answering without them", type(e).__name__)
+        return None
 
 
 def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response:

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTo
 
 from assistant.safety import texts
 from assistant.safety.patterns import NONE
+from storage.memories import MemoryForgotten, MemoryMismatch, MemoryNotFound
 from storage.repo import RoleMismatch, SessionErased, SessionNotFound
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,21 @@ def register_error_handlers(app: Flask) -> None:
         RoleMismatch,
         lambda e: error_response(409, "role_mismatch", f"This conversation was started as {e.args[0]}; "
                                  "start a new conversation to use another role."),
+    )
+    app.register_error_handler(
+        MemoryNotFound,
+        lambda e: error_response(404, "memory_not_found", "No memory has this memory_id. Send \"remember\": true "
+                                 "without a memory_id to be given one."),
+    )
+    app.register_error_handler(
+        MemoryForgotten,
+        lambda e: error_response(410, "memory_forgotten", "This memory was forgotten at its owner's request. "
+                                 "Send \"remember\": true without a memory_id to start a new one."),
+    )
+    app.register_error_handler(
+        MemoryMismatch,
+        lambda e: error_response(409, "memory_mismatch", "This conversation is already remembered under another "
+                                 "memory_id; start a new conversation to use this one."),
     )
     for error in (OperationalError, InterfaceError):  # connection lost, server gone, file unwritable
         app.register_error_handler(error, _database_unavailable)

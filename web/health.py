@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
+from embeddings.vectors import PGVECTOR
 from storage.engine import is_persistent
 from storage.migrate import is_current
 from web.services import services
@@ -75,5 +76,6 @@ def _database_state() -> tuple[dict, int]:
         "reachable": reachable,
         "writable": writable,
         "persistent": is_persistent(engine, svc.settings.on_railway, svc.settings.is_on_volume),
+        "pgvector": svc.memory.store.backend == PGVECTOR,
     }
     return body, 200 if writable else 503

@@ -1,4 +1,4 @@
-"""What the blueprints share: settings, the repository, the assistant and auto-training, bound to the app."""
+"""What the blueprints share: settings, the repository, the assistant, memory and auto-training, bound to the app."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from assistant.memory import Memory
 from assistant.router import Router
 from assistant.safety.screener import Screener
 from config import Settings
@@ -24,10 +25,12 @@ class Services:
     safety: Screener
     registry: Registry  # model versions and the active one
     training: Trigger  # .policy, .supervisor, .notify
+    memory: Memory  # recall and the background indexer
 
     def close(self) -> None:
         """Stop the background threads and close the database pool."""
         self.training.stop()
+        self.memory.close()
         if self.assistant.local is not None:
             self.assistant.local.close()
         self.repo.engine.dispose()

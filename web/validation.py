@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from flask import Request
 
 from assistant.prompts import ROLES
+from storage.memories import MemoryNotFound
 from storage.repo import SessionNotFound
 from web.errors import ApiError
 
-# What storage issues (secrets.token_urlsafe): anything else cannot name a conversation.
+# What storage issues (secrets.token_urlsafe): anything else cannot name a conversation or a memory.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PAGE, MAX_PAGE = 100, 500  # messages per history page: by default, and at most
 
@@ -26,6 +27,8 @@ class ChatRequest:
     user_id: str | None
     training_consent: bool | None
     stream: bool
+    remember: bool = False
+    memory_id: str | None = None
 
 
 def json_object(request: Request, allowed: dict[str, type]) -> dict:
@@ -62,10 +65,18 @@ def checked_session_id(value: str) -> str:
     return value
 
 
+def checked_memory_id(value: str) -> str:
+    """A memory id as issued, or MemoryNotFound (404) without asking the database."""
+    if not SESSION_ID.fullmatch(value):
+        raise MemoryNotFound(value)
+    return value
+
+
 def chat_request(request: Request, max_chars: int) -> ChatRequest:
     """Validate POST /api/chat."""
     body = json_object(request, {
         "message": str, "session_id": str, "role": str, "user_id": str, "training_consent": bool, "stream": bool,
+        "remember": bool, "memory_id": str,
     })
     message = (body["message"] or "").strip()
     if not message:
@@ -80,9 +91,15 @@ def chat_request(request: Request, max_chars: int) -> ChatRequest:
         raise ApiError(400, "invalid_field", "Field 'user_id' must be at most 128 characters.")
     if body["session_id"] is not None:
         checked_session_id(body["session_id"])
+    if body["memory_id"] is not None:
+        checked_memory_id(body["memory_id"])
+        if body["remember"] is False:
+            raise ApiError(400, "invalid_field", "Field 'remember' is false but a 'memory_id' was sent: "
+                           "leave memory_id out to chat without memory.")
     return ChatRequest(
         message=message, session_id=body["session_id"], role=body["role"], user_id=body["user_id"],
         training_consent=body["training_consent"], stream=bool(body["stream"]),
+        remember=bool(body["remember"]), memory_id=body["memory_id"],
     )
 
 

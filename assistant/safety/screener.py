@@ -20,7 +20,7 @@ import numpy as np
 from assistant.safety import labelled, patterns
 from assistant.safety.patterns import HIGH, MEDIUM, NONE
 from assistant.safety.semantic import LinearClassifier
-from embeddings.model import load_embedder
+from embeddings.model import shared_embedder
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Screener:
     @classmethod
     def load(cls, embeddings_dir: str) -> "Screener":
         """Patterns and, when the embedding model loads, the semantic layer; says loudly when it does not."""
-        embedder, error = load_embedder(embeddings_dir)
+        embedder, error = shared_embedder(embeddings_dir)
         if embedder is None:
             log.error("SAFETY SCREENING RUNS ON PATTERNS ONLY: the sentence-embedding model did not load (%s). "
                       "Messages that do not use explicit wording will not be caught.", error)

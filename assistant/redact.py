@@ -1,4 +1,4 @@
-"""PII redaction for training examples: patterns, run offline, in a fixed order.
+"""PII redaction for training examples and recalled memories: patterns, run offline, in a fixed order.
 
 Presidio and similar libraries need language models fetched from a hub at run
 time, which these deployments cannot reach; patterns cover the structured PII
