@@ -51,10 +51,10 @@ def _errors(*statuses: int) -> dict:
 ERRORS = {
     400: ("Invalid request: invalid_json, invalid_field, unknown_field, empty_message, message_too_long.", ()),
     401: ("unauthorized: a wrong or missing admin token.", ("WWW-Authenticate",)),
-    403: ("admin_disabled: no ADMIN_TOKEN is set on the server.", ()),
-    404: ("session_not_found, or model_not_found for a version.", ()),
-    409: ("role_mismatch (chat) or training_running (training).", ()),
-    410: ("session_deleted: the conversation was erased.", ()),
+    403: ("admin_disabled: no ADMIN_TOKEN is set on the server; memory_disabled: MEMORY_ENABLED=0.", ()),
+    404: ("session_not_found, memory_not_found, or model_not_found for a version.", ()),
+    409: ("role_mismatch or memory_mismatch (chat), or training_running (training).", ()),
+    410: ("session_deleted: the conversation was erased; memory_forgotten: the memory id was forgotten.", ()),
     413: ("body_too_large: the body is over 64 KB.", ()),
     429: ("rate_limited: over CHAT_RATE_LIMIT, or ADMIN_RATE_LIMIT refused admin calls.", ("Retry-After",)),
     502: ("upstream_error: the model failed.", ()),
@@ -95,6 +95,8 @@ def _schemas(max_chars: int) -> dict:
         "risk_level": RISK_LEVEL,
         "fallback": {"enum": [None, "local_unavailable", "local_timeout", "local_error"]},
         "status": {"enum": ["ok", "blocked"]},
+        "memory_id": {"type": ["string", "null"], "pattern": session_id["pattern"],
+                      "description": "The memory this turn recalled from (given, or created by remember: true)."},
     }
     error = _object({"code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}, "message": STRING,
                      "session_id": session_id, "message_id": ID}, ("code", "message"))
@@ -108,7 +110,13 @@ def _schemas(max_chars: int) -> dict:
             "role": {"enum": [*ROLES, None], "description": "Fixed for a conversation; patient by default."},
             "user_id": {"type": ["string", "null"], "maxLength": 128, "pattern": r"^[^\x00]*$"},
             "training_consent": NULLABLE_BOOLEAN, "stream": NULLABLE_BOOLEAN,
-        }, ("message",), closed=True),
+            "remember": {"type": ["boolean", "null"], "description": "true without memory_id: remember this "
+                         "conversation under a new memory_id (returned); false with a memory_id is an error."},
+            "memory_id": {"type": ["string", "null"], "pattern": session_id["pattern"],
+                          "description": "Recall earlier conversations remembered under this id, and remember "
+                                         "this one there."},
+        }, ("message",), closed=True) | {"not": _object({"remember": {"const": False}, "memory_id": STRING},
+                                                         ("remember", "memory_id"))},
         "StreamEvent": _object({"data": {
             "type": "string", "contentMediaType": "application/json",
             "contentSchema": {"anyOf": [_object({"delta": STRING}, ("delta",)),
@@ -131,8 +139,9 @@ def _schemas(max_chars: int) -> dict:
         "ConsentSet": _object({"session_id": session_id, "role": {"enum": list(ROLES)},
                                "training_consent": BOOLEAN}, ("session_id", "role", "training_consent")),
         "Database": _object({"engine": {"enum": ["sqlite", "postgresql"]}, "reachable": BOOLEAN, "writable": BOOLEAN,
-                             "persistent": BOOLEAN, "tables": {"type": "array", "items": STRING}},
-                            ("engine", "reachable", "writable", "persistent")),
+                             "persistent": BOOLEAN, "pgvector": BOOLEAN,
+                             "tables": {"type": "array", "items": STRING}},
+                            ("engine", "reachable", "writable", "persistent", "pgvector")),
         "Run": run,
         "Version": _object({"name": STRING, "active": BOOLEAN, "rejected": BOOLEAN, "run_id": {},
                             "metrics": {"type": "object"}, "examples": {"type": "object"},
@@ -165,8 +174,10 @@ def document(max_chars: int) -> dict:
                                       "parameters": {"session_id": "$response.body#/session_id"}}
                                for name, endpoint in (("ReadMessages", "sessions.messages"),
                                                       ("SetConsent", "sessions.set_consent"),
-                                                      ("Erase", "sessions.erase"))}}},
-            400, 404, 409, 410, 413, 429, 502, 503, 504,
+                                                      ("Erase", "sessions.erase"))}
+                     | {"Forget": {"operationId": "memories.forget",
+                                   "parameters": {"memory_id": "$response.body#/memory_id"}}}}},
+            400, 403, 404, 409, 410, 413, 429, 502, 503, 504,
             requestBody={"required": True, "content": {"application/json": {"schema": _ref("ChatRequest")}}},
         )},
         "/api/sessions/{session_id}": {
@@ -180,6 +191,14 @@ def document(max_chars: int) -> dict:
                                  "Erase the conversation's messages for good; the id then answers 410.",
                                  {"204": {"description": "Erased."}}, 404, 410, 503),
         },
+        "/api/memories/{memory_id}": {"delete": _operation(
+            "memories.forget",
+            "Forget everything remembered under this id (the conversations stay until erased); it then answers 410.",
+            {"204": {"description": "Forgotten."}}, 404, 410, 503,
+            parameters=[{"name": "memory_id", "in": "path", "required": True,
+                         "description": "The memory_id POST /api/chat returned: whoever holds it may forget.",
+                         "schema": {"type": "string", "pattern": f"^{SESSION_ID.pattern}$"}}],
+        )},
         "/api/sessions/{session_id}/messages": {"get": _operation(
             "sessions.messages",
             "A page of the conversation, oldest first: the newest `limit` messages (before `before`).",
@@ -208,6 +227,14 @@ def document(max_chars: int) -> dict:
                 "messages_per_day", "eligible_since_last_training", "auto_train_threshold", "auto_training",
                 "active_model", "use_local_ai", "local_model", "groq", "safety", "database")},
                 ("messages", "eligible_since_last_training", "auto_train_threshold")))}, admin=True,
+        )},
+        "/api/admin/learning": {"get": _operation(
+            "admin.learning",
+            "What is stored to learn from and remember: messages, embeddings, backlog, memory ids, vector backend.",
+            {"200": _json("The counts.", _object({name: {} for name in (
+                "messages", "embedded_messages", "backlog", "memory_ids", "near_duplicates_dropped", "last_run_id",
+                "vector_backend", "embedding_model", "embedding_error", "memory_enabled")},
+                ("messages", "embedded_messages", "backlog", "memory_ids", "vector_backend")))}, admin=True,
         )},
         "/api/admin/training": {
             "get": _operation("training.runs", "The 20 newest training runs and the running one.",
