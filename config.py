@@ -215,6 +215,7 @@ class RunConfig:
     train: TrainSettings
     model_store_url: str | None = None  # the bucket's credentials stay in the environment, never in the record
     aws_region: str | None = None
+    embeddings_dir: str = Settings.embeddings_dir  # the sentence-embedding model: drops near-duplicate examples
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "RunConfig":
@@ -222,7 +223,8 @@ class RunConfig:
         return cls(base_model=settings.base_model, model_dir=str(settings.model_dir),
                    model_keep=settings.model_keep, history_turns=settings.history_turns,
                    log_level=settings.log_level, train=settings.train,
-                   model_store_url=settings.model_store_url, aws_region=settings.aws_region)
+                   model_store_url=settings.model_store_url, aws_region=settings.aws_region,
+                   embeddings_dir=settings.embeddings_dir)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":

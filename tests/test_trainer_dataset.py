@@ -9,7 +9,9 @@ import pytest
 from assistant.prompts import SYSTEM_PROMPTS
 from tests.conftest import stored
 from tests.fakes.groq_server import Behaviour
-from trainer.dataset import Example, load_split, split_by_conversation
+from config import Settings
+from embeddings.model import shared_embedder
+from trainer.dataset import Example, load_split, split_by_conversation, without_near_duplicates
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -70,6 +72,24 @@ def test_excluded_replies_never_become_targets(app, client, fake_groq):
     targets = {e.message_id: e.messages[-1]["content"] for e in examples(app)}
 
     assert targets == {keep["message_id"]: "You said: a calm question", local["message_id"]: "You said: answered locally"}
+
+
+def test_near_duplicate_examples_are_dropped_keeping_the_earliest(app, client, fake_groq):
+    fake_groq.default = Behaviour(text="Keep a regular bedtime and put the phone away an hour before.")
+    first = chat(client, "How can I sleep better?")
+    reworded = chat(client, "How do I sleep better?")  # 0.988 to the first, and the same reply
+    other_reply = chat(client, "How can I sleep better?")
+    fake_groq.default = Behaviour(text="Short walks in daylight help many people feel calmer.")
+    chat(client, "How can I sleep better?")  # the same question, another answer: kept
+    chat(client, "What can I do when I feel anxious at work?")
+    split = load_split(app.extensions["therapistai"].repo, 10, 0.1)
+
+    kept, dropped = without_near_duplicates(split, shared_embedder(Settings.embeddings_dir)[0])
+
+    assert dropped == 2
+    kept_ids = {e.message_id for e in kept.train + kept.eval}
+    assert first["message_id"] in kept_ids and len(kept_ids) == 3
+    assert not {reworded["message_id"], other_reply["message_id"]} & kept_ids
 
 
 def test_unclean_exchanges_are_left_out_of_later_context(app, client):

@@ -15,6 +15,12 @@ from tests.fakes.groq_server import Behaviour
 
 ROOT = Path(__file__).resolve().parent.parent
 PATTERN = "Try breathing slowly: in for four, hold for four, out for four."
+# Distinct worries: near-duplicate examples (the same prompt and reply, reworded) are dropped before training.
+WORRIES = ("my exams", "a job interview", "my landlord", "flying next week", "my mother's surgery", "money",
+           "a first date", "public speaking", "my new manager", "moving house", "my dog being ill", "the dentist",
+           "a court hearing", "my thesis defence", "a driving test", "my wedding speech", "a hospital scan",
+           "meeting my partner's parents", "starting university", "a phone call with my bank", "my tax return",
+           "a team presentation", "a noisy neighbour", "a family reunion")
 
 
 def trainer_cli(*args, env):
@@ -37,7 +43,7 @@ def hold_conversations(client, fake_groq, sessions=12, turns=2):
     for s in range(sessions):
         session_id = None
         for t in range(turns):
-            body = {"message": f"I feel anxious, day {s} moment {t}"}
+            body = {"message": f"I feel anxious about {WORRIES[(s * turns + t) % len(WORRIES)]}"}
             if session_id:
                 body["session_id"] = session_id
             session_id = client.post("/api/chat", json=body).get_json()["session_id"]
@@ -56,6 +62,7 @@ def test_training_distils_the_pattern_into_a_version_that_loads_and_generates(ap
     assert run["step"] == run["total_steps"] > 0 and len(run["losses"] if isinstance(run["losses"], list)
                                                          else json.loads(run["losses"])) == run["step"]
     assert run["train_examples"] + run["eval_examples"] == 24 and run["eval_examples"] >= 2
+    assert run["near_duplicates"] == 0
     registry = app.extensions["therapistai"].registry
     active = registry.active()
     assert active.name == run["version"] and f"Model saved to: {active.path}" in result.stderr

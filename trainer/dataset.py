@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.prompts import build_messages
-from storage.repo import Conversation, Repo
 from assistant.redact import redact
+from embeddings.search import repeats_earlier
+from storage.repo import Conversation, Repo
+
+NEAR_DUPLICATE = 0.97  # cosine on prompt and on reply: "How can I sleep better?" / "How do I sleep better?" is 0.988
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,22 @@ def split_by_conversation(conversations: list[list[Example]], eval_fraction: flo
         train=[e for c in ordered[held_out:] for e in c],
         eval=[e for c in ordered[:held_out] for e in c],
     )
+
+
+def without_near_duplicates(split: Split, embedder) -> tuple[Split, int]:
+    """The split without examples whose prompt (the last user message) and reply are both at least
+    NEAR_DUPLICATE similar to an earlier example's (by message id, whichever side of the split it is on),
+    and how many were dropped."""
+    examples = sorted(split.train + split.eval, key=lambda e: e.message_id)
+    if not examples:
+        return split, 0
+    prompts = embedder.embed([e.messages[-2]["content"] for e in examples])
+    replies = embedder.embed([e.messages[-1]["content"] for e in examples])
+    dropped = {e.message_id for e, repeat in zip(examples, repeats_earlier(prompts, replies, NEAR_DUPLICATE))
+               if repeat}
+    kept = Split(train=[e for e in split.train if e.message_id not in dropped],
+                 eval=[e for e in split.eval if e.message_id not in dropped])
+    return kept, len(dropped)
 
 
 def load_split(repo: Repo, history_turns: int, eval_fraction: float) -> Split:

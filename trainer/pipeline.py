@@ -12,13 +12,14 @@ import time
 from importlib.metadata import version as package_version
 
 from config import RunConfig, TrainSettings, configure_logging
+from embeddings.model import load_embedder
 from hardware import set_torch_threads
 from registry.store import Registry
 from registry.versions import RegistryError, Version
 from storage.migrate import migrated_engine
 from storage.repo import NO_ELIGIBLE_REPLIES, Repo
 from storage.training_runs import TrainingRuns
-from trainer.dataset import Split, load_split, to_datasets
+from trainer.dataset import Split, load_split, to_datasets, without_near_duplicates
 from trainer.evaluate import Verdict, eval_loss, gate
 from trainer.finetune import TrainerError, load_base, train, wrap_for_training
 from trainer.tokens import Features, render
@@ -36,6 +37,7 @@ def run_training(database_url: str, run_id: int) -> str:
         configure_logging(config.log_level)
         registry = Registry.from_settings(config, engine)
         split = _examples(config, Repo(engine), registry)
+        split = _without_near_duplicates(config, runs, run_id, split)
         outcome = _train_and_register(config, runs, registry, split, run_id)
         runs.finish(run_id, **outcome)
         return outcome["status"]
@@ -65,6 +67,20 @@ def _examples(config: RunConfig, repo: Repo, registry: Registry) -> Split:
     if not split.train:
         raise TrainerError(NO_ELIGIBLE_REPLIES)
     return split
+
+
+def _without_near_duplicates(config: RunConfig, runs: TrainingRuns, run_id: int, split: Split) -> Split:
+    """The split without near-duplicate examples, their count in the run record; all of it without the model."""
+    embedder, error = load_embedder(config.embeddings_dir)
+    if embedder is None:
+        log.warning("Near-duplicate examples are kept: the sentence-embedding model did not load (%s)", error)
+        return split
+    kept, dropped = without_near_duplicates(split, embedder)
+    log.info("Dropped %d near-duplicate examples of %d", dropped, len(split.train) + len(split.eval))
+    runs.update(run_id, near_duplicates=dropped)
+    if not kept.train:
+        raise TrainerError(NO_ELIGIBLE_REPLIES)
+    return kept
 
 
 def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registry, split: Split, run_id: int) -> dict:
