@@ -107,6 +107,31 @@ def test_reload_keeps_the_conversation_and_delete_empties_it(browser, site, fake
     assert stored(app) == [] and stored(app, "chat_sessions")[0]["erased_at"] is not None
 
 
+def test_remembering_reaches_a_later_conversation_until_forget_me(browser, site, fake_groq, app):
+    fake_groq.default = Behaviour(text="Thank you for telling me about her.")
+    browser.get(f"{site}/")
+    browser.find_element(By.ID, "remember").click()
+    say(browser, "My sister Dana moved to Lisbon and I miss her terribly")
+    wait_until(lambda: texts(browser, "assistant") == ["Thank you for telling me about her."] and reply_done(browser))
+    memory_id = browser.execute_script("return localStorage.getItem('therapistai.memory')")
+    assert memory_id == stored(app, "memories")[0]["id"]
+    wait_until(lambda: len(stored(app, "message_embeddings")) == 2, what="the remembered exchange embedded")
+
+    browser.execute_script("localStorage.removeItem('therapistai.session')")  # another day, a new conversation
+    browser.refresh()
+    assert browser.find_element(By.ID, "remember").is_selected()
+    say(browser, "I keep thinking about my sister being so far away")
+    wait_until(lambda: len(texts(browser, "assistant")) == 1 and reply_done(browser), what="the new conversation")
+
+    assert "Lisbon" in fake_groq.received[-1].body["messages"][0]["content"]
+    assert len({s["id"] for s in stored(app, "chat_sessions") if s["memory_id"] == memory_id}) == 2
+    browser.find_element(By.ID, "forget-me").click()
+    wait_until(lambda: not stored(app, "message_embeddings"), what="the memory forgotten")
+    assert browser.execute_script("return localStorage.getItem('therapistai.memory')") is None
+    assert not browser.find_element(By.ID, "remember").is_selected()
+    assert not browser.find_element(By.ID, "forget-me").is_displayed()
+
+
 def test_a_history_load_that_fails_keeps_the_conversation_and_a_later_one_shows_it(
         browser, site, fake_groq, app, database_url):
     fake_groq.default = Behaviour(text=REPLY)
@@ -198,6 +223,9 @@ def test_the_dashboard_rejects_a_wrong_token_then_shows_runs_and_activates_a_ver
     flags = {e.get_attribute("data-flag"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "#flags dd")}
     assert flags["USE_LOCAL_AI"].startswith("0") and flags["Database"].startswith("sqlite")
     assert browser.find_element(By.ID, "eligible").get_attribute("max") == "100"
+    learning = {e.get_attribute("data-flag"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "#learning dd")}
+    assert learning["Messages"] == "2" and learning["Vectors"].startswith("portable")
+    assert learning["Embedding model"] == "all-MiniLM-L6-v2" and learning["Near-duplicates dropped"] == f"not checked in run {run}"
 
     browser.find_element(By.CSS_SELECTOR, f"tr[data-version='{older}'] button").click()
     wait_until(lambda: app.extensions["therapistai"].registry.active_name() == older, what="the activation")

@@ -17,7 +17,8 @@ def chat_page():
     """Chat for patients and clinicians."""
     settings = services().settings
     return _page("chat.html", crisis_resources=settings.crisis_resources,
-                 consent_default=settings.training_consent_default, max_chars=settings.max_message_chars)
+                 consent_default=settings.training_consent_default, max_chars=settings.max_message_chars,
+                 memory_enabled=settings.memory_enabled)
 
 
 @bp.get("/admin")

@@ -39,13 +39,30 @@ function showFlags(stats) {
     ["Database", `${stats.database.engine}, ${stats.database.persistent ? "persistent" : "NOT persistent: data is lost on restart"}`],
     ["Active model", stats.active_model || "none yet"],
   ];
-  $("flags").replaceChildren(...flags.flatMap(([name, value]) => {
+  facts($("flags"), flags);
+}
+
+function facts(list, items) {
+  list.replaceChildren(...items.flatMap(([name, value]) => {
     const dt = document.createElement("dt"), dd = document.createElement("dd");
     dt.textContent = name;
     dd.textContent = value;
     dd.dataset.flag = name;
     return [dt, dd];
   }));
+}
+
+function showLearning(learning) {
+  const model = learning.embedding_model || `NOT LOADED: ${learning.embedding_error || "memory is off"}`;
+  facts($("learning"), [
+    ["Messages", String(learning.messages)],
+    ["Embedded messages", String(learning.embedded_messages)],
+    ["Waiting to be embedded", String(learning.backlog)],
+    ["People remembered", learning.memory_enabled ? String(learning.memory_ids) : "memory is off (MEMORY_ENABLED=0)"],
+    ["Near-duplicates dropped", learning.last_run_id ? `${learning.near_duplicates_dropped ?? "not checked"} in run ${learning.last_run_id}` : "no run yet"],
+    ["Vectors", learning.vector_backend === "pgvector" ? "pgvector (HNSW index)" : "portable (exact search)"],
+    ["Embedding model", model],
+  ]);
 }
 
 function showEligible(stats) {
@@ -114,10 +131,11 @@ async function activate(name) {
 async function refresh() {
   clearTimeout(refreshTimer);
   try {
-    const [stats, training, models] = await Promise.all([
-      api("/api/stats"), api("/api/admin/training"), api("/api/admin/models"),
+    const [stats, training, models, learning] = await Promise.all([
+      api("/api/stats"), api("/api/admin/training"), api("/api/admin/models"), api("/api/admin/learning"),
     ]);
     showFlags(stats);
+    showLearning(learning);
     $("per-day").replaceChildren(barChart(stats.messages_per_day));
     showEligible(stats);
     $("runs").replaceChildren(...training.runs.map(runItem));

@@ -2,6 +2,7 @@
 "use strict";
 
 const STORAGE_KEY = "therapistai.session";
+const MEMORY_KEY = "therapistai.memory"; // the memory id: kept when a conversation is deleted
 const $ = (id) => document.getElementById(id);
 const state = { sessionId: null, busy: false, nextBefore: null };
 
@@ -31,6 +32,27 @@ function showSessionControls() {
   $("empty").hidden = started && $("messages").children.length > 0;
   // A conversation keeps the role it started with.
   for (const input of document.querySelectorAll("input[name=role]")) input.disabled = started;
+}
+
+// Memory across conversations, when the service offers it: the box asks for it, the id keeps it.
+function memoryId() {
+  return localStorage.getItem(MEMORY_KEY);
+}
+
+function keepMemory(id) {
+  if (id) localStorage.setItem(MEMORY_KEY, id);
+  else localStorage.removeItem(MEMORY_KEY);
+  if ($("remember")) {
+    $("remember").checked = Boolean(id) || $("remember").checked;
+    $("forget-me").hidden = !id;
+  }
+}
+
+function withMemory(body) {
+  if (!$("remember") || !$("remember").checked) return body;
+  if (memoryId()) body.memory_id = memoryId();
+  else body.remember = true;
+  return body;
 }
 
 function role() {
@@ -127,7 +149,7 @@ async function send(text) {
   addMessage("user", text);
   const reply = addMessage("assistant", "");
   reply.setAttribute("aria-busy", "true");
-  const body = { message: text, stream: true, training_consent: $("consent").checked };
+  const body = withMemory({ message: text, stream: true, training_consent: $("consent").checked });
   if (state.sessionId) body.session_id = state.sessionId;
   else body.role = role();
   try {
@@ -137,6 +159,7 @@ async function send(text) {
     if (!response.ok) {
       const error = (await response.json()).error || {};
       if (error.session_id) remember(error.session_id, role());
+      if (["memory_forgotten", "memory_not_found"].includes(error.code)) keepMemory(null);
       throw new Error(error.message || `The server answered ${response.status}.`);
     }
     const text = reply.querySelector(".text");
@@ -149,6 +172,7 @@ async function send(text) {
       }
       if (event.done) {
         remember(event.session_id, role());
+        if (event.memory_id) keepMemory(event.memory_id);
         text.textContent = event.reply;
         finishReply(reply, event);
       }
@@ -209,6 +233,19 @@ $("confirm-delete-yes").addEventListener("click", async () => {
     setStatus("The conversation could not be deleted. Please try again.");
   }
 });
+
+$("forget-me")?.addEventListener("click", async () => {
+  const response = await fetch(`/api/memories/${encodeURIComponent(memoryId())}`, { method: "DELETE" });
+  if (response.ok || response.status === 410 || response.status === 404) {
+    keepMemory(null);
+    $("remember").checked = false;
+    setStatus("Everything remembered about you was forgotten.");
+  } else {
+    setStatus("Your memories could not be forgotten just now. Please try again.");
+  }
+});
+
+keepMemory(memoryId());
 
 $("earlier").addEventListener("click", () => {
   loadPage(state.nextBefore).catch(() => setStatus("Earlier messages could not be loaded just now. Please try again."));
