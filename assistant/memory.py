@@ -16,7 +16,7 @@ from assistant.redact import redact
 from config import Settings
 from embeddings.indexer import Indexer
 from embeddings.model import Embedder, shared_embedder
-from embeddings.vectors import VectorStore
+from embeddings.vectors import PGVECTOR, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,15 @@ class Memory:
         memory = cls(store, embedder, settings.memory_max_tokens, error)
         if not settings.memory_enabled:
             log.info("MEMORY_ENABLED=0: memory across sessions is off")
-        elif embedder is None:
+            return memory
+        log.info("Memory across sessions: %s vectors (%s)", store.backend,
+                 "vector(384), HNSW index" if store.backend == PGVECTOR else "float32 bytes, exact search")
+        if embedder is None:
             log.error("MEMORY ACROSS SESSIONS CANNOT EMBED: the sentence-embedding model did not load (%s). "
                       "Remembered messages wait in the backlog and nothing is recalled.", error)
         else:
             memory.indexer = Indexer(store, embedder)
             memory.indexer.start()
-            log.info("Memory across sessions: %s vectors (%s)", store.backend,
-                     "vector(384), HNSW" if store.backend == "pgvector" else "float32, exact search")
         return memory
 
     def notify(self) -> None:

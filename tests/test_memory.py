@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import wait_until
-from tests.conftest import reset_postgres, stored
+from tests.conftest import reset_postgres, sse_events, stored
 from tests.fakes.groq_server import Behaviour
 from tests.test_safety_screening import METHOD
 
@@ -79,6 +79,16 @@ def test_a_fact_told_in_one_session_reaches_the_prompt_of_a_later_session(client
     prompt = system_prompt(fake_groq)
     assert "Earlier conversations" in prompt and "Dana moved to Lisbon" in prompt
     assert f"You said: {FACT}" in prompt  # the reply of that exchange too
+
+
+def test_a_streamed_turn_recalls_too(client, fake_groq, admin_headers):
+    first = remember_fact(client, admin_headers)
+
+    response = client.post("/api/chat", json={"message": LATER, "memory_id": first["memory_id"], "stream": True})
+
+    done = sse_events(response.get_data())[-1]
+    assert done["done"] and done["memory_id"] == first["memory_id"]
+    assert "Dana moved to Lisbon" in system_prompt(fake_groq)
 
 
 def test_never_for_another_memory_or_a_conversation_without_one(client, fake_groq, admin_headers):
