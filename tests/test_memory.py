@@ -146,7 +146,8 @@ def test_a_made_up_memory_id_answers_404_and_stores_nothing(app, client, memory_
 def test_crisis_messages_and_withheld_replies_are_never_remembered(app, client, fake_groq, admin_headers):
     crisis = chat(client, message="I am going to kill myself tonight", remember=True)
     assert crisis["source"] == "safety"
-    fake_groq.then(Behaviour(text=METHOD), Behaviour(text="That sounds like a good plan. Fresh air and movement can really help your mood."))
+    fake_groq.then(Behaviour(text=METHOD),
+                   Behaviour(text="That sounds like a good plan. Fresh air and movement can really help your mood."))
     withheld = chat(client, message="How can I get better sleep during exam week", memory_id=crisis["memory_id"])
     assert withheld["status"] == "blocked"
     calm = chat(client, message="A walk after dinner sounds like a good idea, thanks", memory_id=crisis["memory_id"])
@@ -154,7 +155,8 @@ def test_crisis_messages_and_withheld_replies_are_never_remembered(app, client, 
     assert embedded(client, admin_headers)["embedded_messages"] == 3
     texts = {row["id"]: row["content"] for row in stored(app)}
     assert sorted(texts[row["message_id"]] for row in stored(app, "message_embeddings")) == sorted(
-        ["How can I get better sleep during exam week", "A walk after dinner sounds like a good idea, thanks", calm["reply"]])
+        ["How can I get better sleep during exam week", "A walk after dinner sounds like a good idea, thanks",
+         calm["reply"]])
 
 
 def test_a_conversation_keeps_one_memory(client, admin_headers):

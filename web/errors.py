@@ -77,38 +77,29 @@ def _unexpected(e: Exception):
     return error_response(500, "internal_error", "Something went wrong on our side. Please try again.")
 
 
+# What a conversation or memory that cannot be used answers: status, code, message.
+LOOKUP_ERRORS = {
+    SessionNotFound: (404, "session_not_found", "No conversation has this session_id. "
+                      "Leave session_id out to start a new one."),
+    SessionErased: (410, "session_deleted", "This conversation was deleted. Leave session_id out to start a new one."),
+    MemoryNotFound: (404, "memory_not_found", "No memory has this memory_id. Send \"remember\": true without a "
+                     "memory_id to be given one."),
+    MemoryForgotten: (410, "memory_forgotten", "This memory was forgotten at its owner's request. "
+                      "Send \"remember\": true without a memory_id to start a new one."),
+    MemoryMismatch: (409, "memory_mismatch", "This conversation is already remembered under another memory_id; "
+                     "start a new conversation to use this one."),
+}
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the JSON error handlers."""
     app.register_error_handler(ApiError, lambda e: error_response(e.status, e.code, e.message, e.headers, **e.extra))
-    app.register_error_handler(
-        SessionNotFound,
-        lambda e: error_response(404, "session_not_found", "No conversation has this session_id. "
-                                 "Leave session_id out to start a new one."),
-    )
-    app.register_error_handler(
-        SessionErased,
-        lambda e: error_response(410, "session_deleted", "This conversation was deleted. "
-                                 "Leave session_id out to start a new one."),
-    )
+    for error, (status, code, message) in LOOKUP_ERRORS.items():
+        app.register_error_handler(error, lambda e, s=status, c=code, m=message: error_response(s, c, m))
     app.register_error_handler(
         RoleMismatch,
         lambda e: error_response(409, "role_mismatch", f"This conversation was started as {e.args[0]}; "
                                  "start a new conversation to use another role."),
-    )
-    app.register_error_handler(
-        MemoryNotFound,
-        lambda e: error_response(404, "memory_not_found", "No memory has this memory_id. Send \"remember\": true "
-                                 "without a memory_id to be given one."),
-    )
-    app.register_error_handler(
-        MemoryForgotten,
-        lambda e: error_response(410, "memory_forgotten", "This memory was forgotten at its owner's request. "
-                                 "Send \"remember\": true without a memory_id to start a new one."),
-    )
-    app.register_error_handler(
-        MemoryMismatch,
-        lambda e: error_response(409, "memory_mismatch", "This conversation is already remembered under another "
-                                 "memory_id; start a new conversation to use this one."),
     )
     for error in (OperationalError, InterfaceError):  # connection lost, server gone, file unwritable
         app.register_error_handler(error, _database_unavailable)

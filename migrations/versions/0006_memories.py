@@ -33,7 +33,8 @@ def upgrade() -> None:
         sa.Column("forgotten_at", sa.DateTime(timezone=True)),
     )
     with op.batch_alter_table("chat_sessions") as batch:
-        batch.add_column(sa.Column("memory_id", sa.String(64), sa.ForeignKey("memories.id", name="fk_chat_sessions_memory_id")))
+        batch.add_column(sa.Column("memory_id", sa.String(64),
+                                   sa.ForeignKey("memories.id", name="fk_chat_sessions_memory_id")))
         batch.create_index("ix_chat_sessions_memory_id", ["memory_id"])
     pgvector = _create_vector_extension()
     op.create_table(

@@ -34,6 +34,12 @@ class Behaviour:
     drop: str = "close"  # close: a clean end of the body; reset: a TCP reset; stall: nothing more is sent
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5; two workers of 64 threads may connect at once (a suspect
+    # in one 502 seen in the 200-chat gunicorn test on a loaded machine)
+    request_queue_size = 128
+
+
 @dataclass
 class Received:
     """One request as the fake saw it."""
@@ -52,7 +58,7 @@ class FakeGroq:
         self.script: deque[Behaviour] = deque()
         self.received: deque[Received] = deque(maxlen=10_000)
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self.server = _Server(("127.0.0.1", port), _handler_for(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
