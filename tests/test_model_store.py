@@ -1,6 +1,7 @@
 """MODEL_STORE_URL: versions published to a real S3 API on loopback, cached and verified, the active one in the
 database; a trainer and a web process that share only the database and the bucket."""
 
+import itertools
 import subprocess
 import sys
 from dataclasses import replace
@@ -18,7 +19,7 @@ from tests.conftest import ADMIN_TOKEN, opened_registry, save_version
 from tests.fakes.groq_server import Behaviour
 from tests.servers import ROOT, gunicorn
 from tests.test_gunicorn import server_env
-from tests.test_trainer_e2e import PATTERN
+from tests.test_trainer_e2e import PATTERN, WORRIES
 from tests.test_training_admin import TRAIN_ENV
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -104,8 +105,13 @@ def test_an_unreachable_store_is_named_with_the_variables_to_check(settings, mod
     assert "test-secret" not in str(error.value)
 
 
+NEXT_WORRY = itertools.count()
+
+
 def chat_source(base_url: str) -> tuple[str, str]:
-    body = requests.post(f"{base_url}/api/chat", json={"message": "I feel anxious today"}, timeout=60).json()
+    """Who answers a chat; each about another worry, so that training does not drop them as near-duplicates."""
+    message = f"I feel anxious about {WORRIES[next(NEXT_WORRY) % len(WORRIES)]}"
+    body = requests.post(f"{base_url}/api/chat", json={"message": message}, timeout=60).json()
     return body["source"], body["model"]
 
 
