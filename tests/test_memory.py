@@ -9,34 +9,17 @@ from pathlib import Path
 import pytest
 
 from tests.browser import wait_until
-from tests.conftest import reset_postgres, sse_events, stored
+from tests.conftest import BACKENDS as BASE_BACKENDS, sse_events, stored
 from tests.fakes.groq_server import Behaviour
 from tests.test_safety_screening import METHOD
 
 ROOT = Path(__file__).resolve().parent.parent
 FACT = "My sister Dana moved to Lisbon and I miss her terribly"
 LATER = "I keep thinking about my sister being so far away"
-BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else []) + ["pgvector"]
+BACKENDS = BASE_BACKENDS + ["pgvector"]
 
 
-@pytest.fixture(scope="session")
-def pgvector_url(tmp_path_factory):
-    """A real PostgreSQL with the pgvector extension available, started for this test run."""
-    import pgserver
-
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="delete")
-    yield server.get_uri()
-    server.cleanup()
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request, tmp_path):
-    """Overrides conftest's: a fresh database on each backend memory runs on."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/chat.db"
-    url = request.getfixturevalue("pgvector_url") if request.param == "pgvector" else os.environ["TEST_DATABASE_URL"]
-    reset_postgres(url)
-    return url
+pytestmark = pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
 
 
 def chat(client, **body) -> dict:
