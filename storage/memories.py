@@ -72,7 +72,9 @@ class Memories(Store):
     def forget(self, memory_id: str) -> None:
         """Delete every embedding of this memory and unlink its conversations; a tombstone keeps the id."""
         with self._write() as db:
-            memory = db.get(Memory, memory_id, with_for_update=True)
+            # FOR NO KEY UPDATE, not FOR UPDATE: the indexer holds a conversation's share lock, then inserts
+            # an embedding whose foreign key takes a key-share lock on this row; FOR UPDATE would deadlock with it
+            memory = db.get(Memory, memory_id, with_for_update={"key_share": True})
             if memory is None:
                 raise MemoryNotFound(memory_id)
             if memory.forgotten_at is not None:
