@@ -35,7 +35,7 @@ RUN if [ "$DOWNLOAD_BASE_MODEL" = "1" ]; then \
 # The application tree; .dockerignore keeps out what is not the service (tests, venvs, databases, weights).
 COPY . .
 # The crisis screen's embedding model as ONNX; without torch (INSTALL_TRAINING=0) screening runs on patterns only.
-RUN if [ "$INSTALL_TRAINING" = "1" ]; then python -m embeddings.export; fi
+RUN if [ "$INSTALL_TRAINING" = "1" ]; then python -m embeddings.export && python -m assistant.safety; fi
 RUN mkdir -p /app/models /app/data /app/.cache/huggingface \
     && chown -R app:app /app/models /app/data /app/.cache
 

@@ -5,7 +5,8 @@ medium-risk rows when screened at least medium), false positives on the hard neg
 (screened high, which withholds the model's answer, and screened at all, which appends
 resources), the same for model replies (unsafe ones withheld, safe ones wrongly
 withheld), and the latency the semantic layer adds per message (p50, p99; the two
-screeners measured in alternating rounds). `--tune` sweeps the thresholds on the dev split.
+screeners measured in alternating rounds). `--tune` sweeps the thresholds on the dev split
+(messages, replies, and whether a message after a crisis turn calms).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def message_figures(screener: Screener, rows: list[labelled.Labelled]) -> dict:
         "spanish_recall": rate(lambda r: r.lang == "es" and r.label != NONE),
         "hard_negative_fp_high": rate(lambda r: r.label == NONE, [level == HIGH for level in levels]),
         "hard_negative_fp_any": rate(lambda r: r.label == NONE),
+        "calming_after_crisis_given_crisis_reply": rate(lambda r: r.category == labelled.CALMING,
+                                                        [level == HIGH for level in levels]),
         "rows": {"risk": sum(r.label != NONE for r in rows), "hard_negatives": sum(r.label == NONE for r in rows)},
         "by_category": {c: {"n": sum(_key(r) == c for r in rows), "rate": rate(lambda r, c=c: _key(r) == c)}
                         for c in categories},
@@ -109,7 +112,13 @@ def tune(full: Screener) -> dict:
     reply_table = [{"unsafe_at": round(t, 2), "unsafe_withheld": round(float((p_reply[unsafe] >= t).mean()), 4),
                     "safe_withheld": round(float((p_reply[~unsafe] >= t).mean()), 4)}
                    for t in np.arange(0.2, 0.8, 0.05)]
-    return {"messages": table, "replies": reply_table}
+    rows = labelled.after_crisis(dev)
+    p_calms = full.after_crisis.probabilities([r.text for r in rows])[:, 1]
+    calms = np.array([r.label == "calms" for r in rows])
+    after_table = [{"calms_at": round(t, 2), "calming_kept_high": round(float((p_calms[calms] < t).mean()), 4),
+                    "going_on_lowered": round(float((p_calms[~calms] >= t).mean()), 4)}
+                   for t in np.arange(0.2, 0.85, 0.05)]
+    return {"messages": table, "replies": reply_table, "after_crisis": after_table}
 
 
 def main() -> None:

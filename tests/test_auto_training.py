@@ -70,12 +70,14 @@ def test_chats_trigger_one_run_at_a_time_and_the_local_model_answers_after_a_res
         assert line in log
     assert "I feel anxious" not in log  # message text never reaches the log
 
-    with gunicorn({**env, "USE_LOCAL_AI": "1", "ENABLE_AUTO_TRAINING": "0"}) as base_url:
+    restart_log = tmp_path / "restart.log"
+    with gunicorn({**env, "USE_LOCAL_AI": "1", "ENABLE_AUTO_TRAINING": "0"}, log_path=restart_log) as base_url:
         models = requests.get(f"{base_url}/api/admin/models", headers=HEADERS, timeout=10).json()
         sources, deadline = [], time.monotonic() + 60
         while sources[-6:] != ["local"] * 6 and time.monotonic() < deadline:  # every worker has loaded it
-            sources.append(requests.post(f"{base_url}/api/chat", json={"message": "hello"}, timeout=30)
-                           .json()["source"])
+            response = requests.post(f"{base_url}/api/chat", json={"message": "hello"}, timeout=30)
+            assert response.status_code == 200, (response.text, restart_log.read_text()[-4000:])
+            sources.append(response.json()["source"])
         persisted = requests.get(f"{base_url}/api/admin/training", headers=HEADERS, timeout=10).json()["runs"]
 
     assert models["active"] == active and persisted == runs  # the restart kept runs and versions

@@ -7,12 +7,15 @@ on test only (bench/safety_eval.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "safety"
 CONTEXT_MESSAGES = 2  # earlier user messages screened together with the new one
+AFTER_CRISIS = ("goes_on", "calms")  # what a message after a crisis turn does
+CALMING = "after_crisis"  # the category of messages after a crisis turn that calm (label medium)
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,9 @@ def load(name: str, split: str | None = None) -> list[Labelled]:
 def with_context(context: tuple[str, ...] | list[str], text: str) -> str:
     """The last CONTEXT_MESSAGES earlier messages and the new one, as one text."""
     return "\n".join([*list(context)[-CONTEXT_MESSAGES:], text])
+
+
+def after_crisis(rows: list[Labelled]) -> list[Labelled]:
+    """Messages after a crisis turn, alone: the plans that context revealed go on, CALMING rows calm."""
+    return [dataclasses.replace(r, context=(), label=AFTER_CRISIS[r.category == CALMING])
+            for r in rows if r.category in ("context", CALMING) and r.context]

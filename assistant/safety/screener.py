@@ -2,8 +2,9 @@
 
 A user message is screened alone and, when the session has earlier messages, together
 with them: "tonight's the night" is calm alone and a plan after "I've been saving my
-pills" (context only raises a message to high, and to medium after a crisis turn). The
-highest level found wins. A model reply is screened at sentence ends, all of it up to
+pills". After a crisis turn, a message that calms ("thank you, I'll call them now") is
+medium and one that goes on ("the train is in five minutes") stays high. The highest
+level found wins. A model reply is screened at sentence ends, all of it up to
 there, so a stream can release text as soon as it is screened and no unsafe sentence
 ever leaves the server; a whole reply goes through the same gate, fed at once.
 """
@@ -14,6 +15,7 @@ import functools
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,14 +27,18 @@ from embeddings.model import shared_embedder
 log = logging.getLogger(__name__)
 
 LEVELS = (NONE, MEDIUM, HIGH)
-# Chosen on the dev split (bench/safety_eval.py --tune), leaning to recall: a missed crisis costs more than a
-# needless one. Dev: high recall 0.93 with 5% of hard negatives answered as a crisis (0.50: 0.85 and 5%);
-# passive recall 0.89 with 20% of hard negatives given resources (0.40: 0.95 and 34%, "I had a hard week"
-# among them). Replies, screened at sentence ends: at 0.7, 0.74 of unsafe ones withheld and 0.06 of safe ones
-# (0.5: 0.81 and 0.09, but it withheld grounding exercises the set does not cover). Test figures: README.
-HIGH_AT = 0.45  # P(high) from which a message is high risk
-MEDIUM_AT = 0.55  # P(high) + P(medium) from which it is at least medium
-UNSAFE_AT = 0.7  # P(unsafe) of a reply so far from which it is withheld
+# Chosen on the dev split (bench/safety_eval.py --tune; 147 high-risk, 31 passive, 170 hard negatives, 143
+# replies, 47 messages after a crisis turn), leaning to recall: a missed crisis costs more than a needless
+# crisis reply. High at 0.2: recall 0.98 with 18% of hard negatives answered as a crisis (0.25: 0.96 and 17%;
+# 0.3: 0.95 and 14%). Medium at 0.4: passive recall 0.94 with 25% of hard negatives given resources (0.45:
+# 0.90). Replies at 0.4: 0.91 of unsafe ones withheld and 3% of safe ones (0.3: 0.93 and 5%; 0.5: 0.89 and
+# 3%; 0.7: 0.76 and 1%). After a crisis turn, calming at 0.5: 9% of messages that go on are lowered to
+# medium at any threshold up to 0.8, and 25% of calming ones keep the crisis reply (0.3: 4%; 0.7: 46%).
+# Test figures: README.
+HIGH_AT = 0.2  # P(high) from which a message is high risk
+MEDIUM_AT = 0.4  # P(high) + P(medium) from which it is at least medium
+UNSAFE_AT = 0.4  # P(unsafe) of a reply so far from which it is withheld
+CALMS_AT = 0.5  # P(calms) from which a message after a crisis turn is medium, not high
 # Shorter texts are left to the patterns: none of the 575 labelled risk messages is shorter, and on a
 # fragment ("turn 3", "ok") the classifier has nothing to go on.
 MIN_WORDS = 3
@@ -64,8 +70,9 @@ class Screener:
     """The safety layers of this process."""
 
     def __init__(self, messages: LinearClassifier | None = None, replies: LinearClassifier | None = None,
-                 semantic_error: str | None = None):
-        self.messages, self.replies, self.semantic_error = messages, replies, semantic_error
+                 after_crisis: LinearClassifier | None = None, semantic_error: str | None = None):
+        self.messages, self.replies, self.after_crisis = messages, replies, after_crisis
+        self.semantic_error = semantic_error
 
     @classmethod
     def load(cls, embeddings_dir: str) -> "Screener":
@@ -75,11 +82,15 @@ class Screener:
             log.error("SAFETY SCREENING RUNS ON PATTERNS ONLY: the sentence-embedding model did not load (%s). "
                       "Messages that do not use explicit wording will not be caught.", error)
             return cls(semantic_error=error)
-        messages = LinearClassifier(embedder, labelled.load("messages", "train"), LEVELS)
-        replies = LinearClassifier(embedder, labelled.load("replies", "train"), ("safe", "unsafe"))
+        train, cache = labelled.load("messages", "train"), Path(embeddings_dir)
+        # A calming message after a crisis turn is medium, but read with that turn it looks like the crisis:
+        # the after-crisis classifier judges those, and the level classifier does not learn from them.
+        messages = LinearClassifier(embedder, [r for r in train if r.category != labelled.CALMING], LEVELS, cache)
+        replies = LinearClassifier(embedder, labelled.load("replies", "train"), ("safe", "unsafe"), cache)
+        after_crisis = LinearClassifier(embedder, labelled.after_crisis(train), labelled.AFTER_CRISIS, cache)
         log.info("Safety screening: patterns and semantic layer (fitted on %d messages and %d replies)",
                  messages.size, replies.size)
-        return cls(messages, replies)
+        return cls(messages, replies, after_crisis)
 
     def status(self) -> dict:
         """Which layers run, for /api/stats."""
@@ -94,24 +105,32 @@ class Screener:
         candidates = [("semantic", text)] + ([("context", labelled.with_context(context, text))] if context else [])
         judged = [(layer, t) for layer, t in candidates if len(t.split()) >= MIN_WORDS]
         for (layer, _), level in zip(judged, self._semantic_levels([t for _, t in judged])):
-            if layer == "context":
-                level = self._context_level(level, context)
+            if layer == "context" and level != HIGH:
+                continue  # context only raises a message to high
             if LEVELS.index(level) > LEVELS.index(found.risk_level):
                 found = Screening(level, layer)
+        if found.risk_level == HIGH and context and self._calms_after_crisis(context, text):
+            found = Screening(MEDIUM, "context")
         return found if found.risk_level != NONE else Screening(NONE)
 
-    def _context_level(self, level: str, context: list[str] | tuple[str, ...]) -> str:
-        """Context raises a message to high only when the earlier messages alone were not already high.
+    def _calms_after_crisis(self, context: list[str] | tuple[str, ...], text: str) -> bool:
+        """Whether the earlier messages alone were high and this one calms.
 
-        Context reveals plans ("that should be enough" after "I went to the pharmacy twice"). After a
-        crisis turn, which already got the crisis reply, the next messages ("thank you") reach the model
-        as medium: resources stay in view and the conversation goes on.
+        After a crisis turn, which already got the crisis reply, the earlier messages dominate the
+        context's embedding whatever follows, and a calming message often names the means it puts away
+        ("I gave the pills to my flatmate"). So the new message alone decides: one that calms ("thank
+        you, I'll call them now") reaches the model as medium, with resources in view; one that goes on
+        ("turning my phone off now") gets the crisis reply again. Explicit wording (the patterns) always
+        stays high.
         """
-        if level != HIGH:
-            return NONE
         earlier = labelled.with_context(context[:-1], context[-1])
-        earlier_high = patterns.risk_level(earlier) == HIGH or self._semantic_levels([earlier]) == [HIGH]
-        return MEDIUM if earlier_high else HIGH
+        if patterns.risk_level(earlier) != HIGH and self._semantic_levels([earlier]) != [HIGH]:
+            return False
+        try:
+            return bool(self.after_crisis.probabilities([text])[0][1] >= CALMS_AT)
+        except Exception:
+            log.exception("The semantic safety layer failed on a message after a crisis turn; it stays high")
+            return False
 
     def gate(self) -> "ReplyGate":
         """A gate for one reply: feed it text, get back what may be shown."""
