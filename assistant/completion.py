@@ -19,6 +19,11 @@ class Completion:
     fallback: str | None = None  # why the local model did not answer, when Groq answered instead
 
 
+def without_nul(text: str) -> str:
+    """Model text as it can be stored: PostgreSQL text cannot hold NUL, which a model may emit like any byte."""
+    return text.replace("\x00", "")
+
+
 class ProviderError(Exception):
     """A model could not produce a reply; ``code`` names why, the message says it for people."""
 

@@ -12,7 +12,7 @@ import httpx
 from groq.types.chat import ChatCompletion, ChatCompletionChunk
 
 from assistant.completion import (
-    Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
+    Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable, without_nul,
 )
 from config import Settings
 
@@ -51,7 +51,7 @@ class GroqProvider:
             choice = response.choices[0]
             usage = response.usage
             return Completion(
-                text=choice.message.content or "",
+                text=without_nul(choice.message.content or ""),
                 model=response.model or self.model,
                 latency_ms=_elapsed_ms(started),
                 prompt_tokens=usage.prompt_tokens if usage else None,
@@ -97,9 +97,9 @@ class GroqStream:
                 if chunk.choices:
                     choice = chunk.choices[0]
                     self.completion.finish_reason = choice.finish_reason or self.completion.finish_reason
-                    if choice.delta.content:
-                        self.completion.text += choice.delta.content
-                        yield choice.delta.content
+                    if delta := without_nul(choice.delta.content or ""):
+                        self.completion.text += delta
+                        yield delta
         self.completion.latency_ms = _elapsed_ms(self.started)
         if self.completion.finish_reason is None:  # the SDK ends quietly when the connection drops
             log.error("Groq's stream ended before the reply was finished")

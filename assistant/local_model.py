@@ -24,6 +24,7 @@ from transformers.generation.logits_process import (
 )
 from transformers.utils import logging as hf_logging
 
+from assistant.completion import without_nul
 from config import LocalSettings
 
 
@@ -81,7 +82,7 @@ class LoadedModel:
 
     def text(self, token_ids: list[int]) -> str:
         """The reply so far as text."""
-        return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        return without_nul(self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
     def _pick(self, seen: torch.Tensor, logits: torch.Tensor) -> int:
         """The next token: the likeliest at temperature 0, else sampled from the shaped distribution."""

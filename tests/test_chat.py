@@ -2,8 +2,10 @@
 
 import logging
 
+import pytest
+
 from assistant.prompts import SYSTEM_PROMPTS
-from tests.conftest import stored
+from tests.conftest import sse_events, stored
 from tests.fakes.groq_server import Behaviour
 
 
@@ -181,3 +183,16 @@ def test_message_text_never_reaches_the_log_at_info(client, fake_groq, caplog):
 
     assert "Chat reply stored" in caplog.text
     assert "secret worry" not in caplog.text and "You said" not in caplog.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reply_with_nul_characters_is_answered_and_stored_without_them(app, client, fake_groq, stream):
+    # PostgreSQL text cannot hold NUL; a random-weight local model emits it as often as any byte
+    fake_groq.default = Behaviour(text="Breathe\u0000 in. Breathe out.\u0000")
+
+    response = client.post("/api/chat", json={"message": "I feel tense", "stream": stream})
+
+    assert response.status_code == 200
+    body = sse_events(response.data)[-1] if stream else response.get_json()
+    _, reply = stored(app)
+    assert body["reply"] == reply["content"] == "Breathe in. Breathe out." and reply["status"] == "ok"

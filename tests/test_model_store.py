@@ -111,8 +111,9 @@ NEXT_WORRY = itertools.count()
 def chat_source(base_url: str) -> tuple[str, str]:
     """Who answers a chat; each about another worry, so that training does not drop them as near-duplicates."""
     message = f"I feel anxious about {WORRIES[next(NEXT_WORRY) % len(WORRIES)]}"
-    body = requests.post(f"{base_url}/api/chat", json={"message": message}, timeout=60).json()
-    return body["source"], body["model"]
+    response = requests.post(f"{base_url}/api/chat", json={"message": message}, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()["source"], response.json()["model"]
 
 
 def wait_for_model(base_url: str, version: str) -> None:
