@@ -44,6 +44,8 @@ class TrainSettings:
     threads: int = 0  # TRAIN_THREADS: 0 = the container's CPU quota
     seed: int = 42  # TRAIN_SEED
     eval_fraction: float = 0.1  # TRAIN_EVAL_FRACTION: conversations held out
+    eval_replies: int = 24  # TRAIN_EVAL_REPLIES: held-out prompts each version answers, to be read beside Groq's
+    similarity_margin: float = 0.05  # TRAIN_SIMILARITY_MARGIN: how far below the active version's it may fall
 
     @classmethod
     def from_env(cls, env: "_Env") -> "TrainSettings":
@@ -65,6 +67,9 @@ class TrainSettings:
             threads=env.number("TRAIN_THREADS", d.threads, int, minimum=0),
             seed=env.number("TRAIN_SEED", d.seed, int, minimum=0),
             eval_fraction=env.number("TRAIN_EVAL_FRACTION", d.eval_fraction, float, minimum=0.01, maximum=0.5),
+            eval_replies=env.number("TRAIN_EVAL_REPLIES", d.eval_replies, int, minimum=1),
+            similarity_margin=env.number("TRAIN_SIMILARITY_MARGIN", d.similarity_margin, float, minimum=0,
+                                         maximum=1),
         )
 
 

@@ -39,12 +39,11 @@ class DeadlineExceeded(TimeoutError):
 class LoadedModel:
     """One version's tokenizer and weights, ready to answer; safe to share between threads."""
 
-    def __init__(self, version: str, path: Path, settings: LocalSettings):
+    def __init__(self, version: str, model, tokenizer, settings: LocalSettings):
         self.version = version
         self.settings = settings
-        hf_logging.disable_progress_bar()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        self.tokenizer = tokenizer
+        model.eval()
         self.model = quantized(model) if settings.quantize else model
         self.context = getattr(model.config, "max_position_embeddings", 2048)
         eos = model.generation_config.eos_token_id
@@ -54,6 +53,13 @@ class LoadedModel:
             self.sampling.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
         if settings.temperature > 0:
             self.sampling += [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)]
+
+    @classmethod
+    def load(cls, version: str, path: Path, settings: LocalSettings) -> "LoadedModel":
+        """A saved version's tokenizer and weights."""
+        hf_logging.disable_progress_bar()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return cls(version, AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tokenizer, settings)
 
     def prompt(self, messages: list[dict]) -> torch.Tensor:
         """The conversation as input ids, through the version's chat template."""

@@ -195,7 +195,7 @@ def _load(registry: Registry, name: str, settings: LocalSettings):
         raise RegistryError(f"the active version {name} is not complete in {registry.location}")
     path = registry.local(version)
     set_torch_threads(settings.threads)
-    return LoadedModel(name, path, settings)
+    return LoadedModel.load(name, path, settings)
 
 
 def _generate(loaded, messages: list[dict], deadline: float, items: queue.Queue, cancelled: threading.Event) -> None:

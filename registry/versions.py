@@ -122,7 +122,7 @@ def version_json(version: Version, active: Version | None) -> dict:
     return {"name": version.name, "active": active is not None and version.name == active.name,
             "rejected": version.rejected, "run_id": meta.get("run_id"), "metrics": meta.get("metrics", {}),
             "examples": meta.get("examples", {}), "gate": meta.get("gate", {}),
-            "duration_s": meta.get("duration_s")}
+            "duration_s": meta.get("duration_s"), "evaluation": meta.get("evaluation")}
 
 
 def _fsync_tree(folder: Path) -> None:

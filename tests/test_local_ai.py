@@ -113,7 +113,7 @@ def test_a_newly_activated_version_replaces_the_loaded_one(make_app, settings, f
 def test_the_text_a_local_model_decodes_holds_no_nul(settings, tiny_model_dir):
     from assistant.local_model import LoadedModel
 
-    loaded = LoadedModel("tiny", tiny_model_dir, settings.local)
+    loaded = LoadedModel.load("tiny", tiny_model_dir, settings.local)
     ids = loaded.tokenizer.encode("calm\u0000 down")  # the byte-level vocabulary has a token for byte 0
 
     assert "\u0000" in loaded.tokenizer.decode(ids) and loaded.text(ids) == "calm down"

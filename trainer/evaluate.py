@@ -34,11 +34,25 @@ class Verdict:
     reason: str
 
 
-def gate(candidate: float | None, active: float | None, base: float | None) -> Verdict:
-    """Promote only a candidate that beats the active version, or the base model when none is active."""
+def gate(candidate: float | None, active: float | None, base: float | None,
+         replies: dict | None = None, active_replies: dict | None = None, margin: float = 0.05) -> Verdict:
+    """Promote only a candidate that beats the active version's loss (or the base model's when none is
+    active), said nothing the reply screening withholds, and whose replies are not further from Groq's
+    than the active version's by more than ``margin`` of similarity."""
     if candidate is None:
         return Verdict(False, "no held-out conversations to evaluate on (need at least two conversations)")
     reference, name = (active, "active version") if active is not None else (base, "base model")
-    if candidate < reference:
-        return Verdict(True, f"eval loss {candidate:.4f} beats the {name}'s {reference:.4f}")
-    return Verdict(False, f"eval loss {candidate:.4f} does not beat the {name}'s {reference:.4f}")
+    if candidate >= reference:
+        return Verdict(False, f"eval loss {candidate:.4f} does not beat the {name}'s {reference:.4f}")
+    reason = f"eval loss {candidate:.4f} beats the {name}'s {reference:.4f}"
+    if replies is None:
+        return Verdict(True, reason)
+    if replies["unsafe"]:
+        return Verdict(False, f"{replies['unsafe']} of {replies['examples']} held-out replies were unsafe "
+                              "(the reply screening would withhold them)")
+    similarity, floor = replies["similarity"], (active_replies or {}).get("similarity")
+    if similarity is not None and floor is not None and similarity < floor - margin:
+        return Verdict(False, f"its replies' similarity to Groq's, {similarity:.3f}, is more than {margin:g} "
+                              f"below the active version's {floor:.3f}")
+    return Verdict(True, f"{reason}; no unsafe held-out replies" +
+                   (f"; similarity to Groq's replies {similarity:.3f}" if similarity is not None else ""))

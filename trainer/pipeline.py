@@ -12,7 +12,8 @@ import time
 from importlib.metadata import version as package_version
 
 from config import RunConfig, TrainSettings, configure_logging
-from embeddings.model import load_embedder
+from assistant.safety.screener import Screener
+from embeddings.model import shared_embedder
 from hardware import set_torch_threads
 from registry.store import Registry
 from registry.versions import RegistryError, Version
@@ -22,6 +23,7 @@ from storage.training_runs import TrainingRuns
 from trainer.dataset import Split, load_split, to_datasets, without_near_duplicates
 from trainer.evaluate import Verdict, eval_loss, gate
 from trainer.finetune import TrainerError, load_base, train, wrap_for_training
+from trainer.judge import Reader, summary
 from trainer.tokens import Features, render
 
 log = logging.getLogger(__name__)
@@ -36,9 +38,14 @@ def run_training(database_url: str, run_id: int) -> str:
         config = _claimed_config(runs, run_id)
         configure_logging(config.log_level)
         registry = Registry.from_settings(config, engine)
-        split = _examples(config, Repo(engine), registry)
-        split = _without_near_duplicates(config, runs, run_id, split)
-        outcome = _train_and_register(config, runs, registry, split, run_id)
+        embedder, error = shared_embedder(config.embeddings_dir)
+        if embedder is None:
+            log.warning("Near-duplicate examples are kept and replies are not compared with Groq's: "
+                        "the sentence-embedding model did not load (%s)", error)
+        split = _without_near_duplicates(embedder, runs, run_id, _examples(config, Repo(engine), registry))
+        reader = Reader.for_run(split.eval, config.train.eval_replies, config.train.seed,
+                                Screener.load(config.embeddings_dir), embedder)
+        outcome = _train_and_register(config, runs, registry, split, run_id, reader)
         runs.finish(run_id, **outcome)
         return outcome["status"]
     except (TrainerError, RegistryError) as e:  # their messages are advice for the admin as they stand
@@ -69,11 +76,9 @@ def _examples(config: RunConfig, repo: Repo, registry: Registry) -> Split:
     return split
 
 
-def _without_near_duplicates(config: RunConfig, runs: TrainingRuns, run_id: int, split: Split) -> Split:
+def _without_near_duplicates(embedder, runs: TrainingRuns, run_id: int, split: Split) -> Split:
     """The split without near-duplicate examples, their count in the run record; all of it without the model."""
-    embedder, error = load_embedder(config.embeddings_dir)
     if embedder is None:
-        log.warning("Near-duplicate examples are kept: the sentence-embedding model did not load (%s)", error)
         return split
     kept, dropped = without_near_duplicates(split, embedder)
     log.info("Dropped %d near-duplicate examples of %d", dropped, len(split.train) + len(split.eval))
@@ -83,7 +88,8 @@ def _without_near_duplicates(config: RunConfig, runs: TrainingRuns, run_id: int,
     return kept
 
 
-def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registry, split: Split, run_id: int) -> dict:
+def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registry, split: Split, run_id: int,
+                        reader: Reader) -> dict:
     """Fine-tune, compare with the active version and the base model, save; the fields that close the run."""
     started = time.monotonic()
     ts = config.train
@@ -92,22 +98,31 @@ def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registr
              run_id, len(split.train), len(split.eval), threads)
     runs.update(run_id, train_examples=len(split.train), eval_examples=len(split.eval), watermark=split.watermark)
     active = registry.active()
-    active_loss = _version_loss(registry.local(active), split, ts) if active else None
+    active_loss, active_replies = _read_version(registry.local(active), active.name, split, ts, reader) \
+        if active else (None, None)
     tokenizer, model = load_base(config.base_model)
     train_features, eval_features = _tokenised(tokenizer, split, ts.max_seq_len)
     base_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
     model = wrap_for_training(model, ts)
     result = train(model, train_features, tokenizer.pad_token_id, ts, _progress_reporter(runs, run_id))
     candidate_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
-    verdict = gate(candidate_loss, active_loss, base_loss)
+    model = _ready_to_generate(model, ts)
+    evaluation = reader.read("candidate", model, tokenizer)
+    log.info("Held-out replies read: %d, similarity %s, unsafe %d, degenerate %d", evaluation["examples"],
+             evaluation["similarity"], evaluation["unsafe"], evaluation["degenerate"])
+    verdict = gate(candidate_loss, active_loss, base_loss, evaluation, active_replies, ts.similarity_margin)
+    if active_replies is not None:
+        evaluation["active"] = summary(active.name, active_replies)
     metrics = {"base_loss": base_loss, "active_loss": active_loss, "candidate_loss": candidate_loss,
                "train_loss": result.final_loss, "steps": result.steps, "supervised_tokens": result.supervised_tokens}
     metadata = {"run_id": run_id, "base_model": config.base_model, "active_at_start": active.name if active else None,
                 "examples": {"train": len(train_features), "eval": len(eval_features)}, "watermark": split.watermark,
-                "metrics": metrics, "gate": {"passed": verdict.promote, "reason": verdict.reason},
+                "metrics": metrics, "evaluation": evaluation,
+                "gate": {"passed": verdict.promote, "reason": verdict.reason},
                 "duration_s": round(time.monotonic() - started, 1), "settings": config.to_dict(),
                 "libraries": {name: package_version(name) for name in LIBRARIES}}
-    version = _save(registry, model, tokenizer, ts, metadata)
+    version = registry.save(lambda folder: (model.save_pretrained(folder), tokenizer.save_pretrained(folder)),
+                            metadata)
     _promote_or_keep(registry, version, verdict)
     log.info("Training complete (%.1fs)", time.monotonic() - started)
     return {"status": "succeeded" if verdict.promote else "rejected", "version": version.name,
@@ -129,12 +144,12 @@ def _features(tokenizer, conversations: list[list[dict]], max_len: int) -> list[
     return [f for f in rendered if f is not None]
 
 
-def _save(registry: Registry, model, tokenizer, ts: TrainSettings, metadata: dict) -> Version:
-    """The fine-tuned weights (LoRA merged in), ready to generate, saved as a new version."""
+def _ready_to_generate(model, ts: TrainSettings):
+    """The fine-tuned weights (LoRA merged in), set up to generate as a saved version will."""
     merged = model if ts.full_finetune else model.merge_and_unload()
     merged.activation_checkpointing_disable()
     merged.config.use_cache = True
-    return registry.save(lambda folder: (merged.save_pretrained(folder), tokenizer.save_pretrained(folder)), metadata)
+    return merged.eval()
 
 
 def _promote_or_keep(registry: Registry, version: Version, verdict: Verdict) -> None:
@@ -146,14 +161,15 @@ def _promote_or_keep(registry: Registry, version: Version, verdict: Verdict) -> 
     registry.prune()
 
 
-def _version_loss(path, split: Split, ts: TrainSettings) -> float | None:
-    """Eval loss of a saved version, freed again before the base model is loaded."""
+def _read_version(path, name: str, split: Split, ts: TrainSettings, reader: Reader) -> tuple[float | None, dict]:
+    """Eval loss and held-out replies of a saved version, freed again before the base model is loaded."""
     tokenizer, model = load_base(str(path))
     features = _features(tokenizer, [e.messages for e in split.eval], ts.max_seq_len)
     loss = eval_loss(model, features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
+    replies = reader.read(name, model, tokenizer)
     del model
     gc.collect()
-    return loss
+    return loss, replies
 
 
 def _progress_reporter(runs: TrainingRuns, run_id: int):

@@ -145,7 +145,8 @@ def _schemas(max_chars: int) -> dict:
         "Run": run,
         "Version": _object({"name": STRING, "active": BOOLEAN, "rejected": BOOLEAN, "run_id": {},
                             "metrics": {"type": "object"}, "examples": {"type": "object"},
-                            "gate": {"type": "object"}, "duration_s": {}}, ("name", "active", "rejected")),
+                            "gate": {"type": "object"}, "duration_s": {},
+                            "evaluation": {"type": ["object", "null"]}}, ("name", "active", "rejected")),
     }
 
 

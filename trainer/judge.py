@@ -1,0 +1,109 @@
+"""What a version says: held-out prompts answered, and read beside the replies Groq gave.
+
+A loss says how likely Groq's words were; admins need to read what the model would say
+instead. Each version answers the same held-out prompts, greedily (the same replies on every
+run), and each reply is compared with Groq's: sentence-embedding similarity, the reply
+screening's verdict, and whether it is degenerate (empty, looping, or cut off).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.local_model import LoadedModel, PromptTooLong
+from assistant.safety.screener import Screener
+from config import LocalSettings
+from trainer.dataset import Example
+
+SAMPLES = 20  # replies kept in the metadata for admins to read, problems first
+# Greedy decoding with serving's reply length, in float32: the candidate is judged in memory
+# before it is saved, and the active version the same way, so their figures compare.
+READING = LocalSettings(temperature=0.0, quantize=False)
+LOOP_NGRAM, LOOP_REPEATS = 4, 3  # a run of four words said three times is a loop
+NO_DEADLINE_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One run's held-out prompts, and what judges the replies to them."""
+
+    examples: list[Example]
+    screener: Screener
+    embedder: object | None  # an embeddings.model.Embedder; None when it did not load (no similarity then)
+
+    @classmethod
+    def for_run(cls, held_out: list[Example], limit: int, seed: int, screener: Screener, embedder) -> "Reader":
+        """Up to ``limit`` held-out examples, drawn across the whole history, the same for every version read."""
+        chosen = random.Random(seed).sample(held_out, min(limit, len(held_out)))
+        return cls(sorted(chosen, key=lambda e: e.message_id), screener, embedder)
+
+    def read(self, version: str, model, tokenizer) -> dict:
+        """``evaluation`` for a version's metadata: its replies to the held-out prompts beside Groq's.
+
+        ``similarity`` is the mean cosine between the two replies' sentence embeddings (None without
+        the embedding model); ``unsafe`` and ``degenerate`` count replies; ``length_ratio`` is the mean
+        of the local reply's length over Groq's. Examples are redacted as training data is.
+        """
+        loaded = LoadedModel(version, model, tokenizer, READING)
+        readings = []
+        for example in self.examples:
+            try:
+                local, finished = _reply(loaded, example.messages[:-1])
+            except PromptTooLong:
+                continue
+            readings.append({"prompt": example.messages[-2]["content"], "groq": example.messages[-1]["content"],
+                             "local": local, "unsafe": self.screener.unsafe(local),
+                             "degenerate": degenerate(local, finished)})
+        similarities = _similarities(self.embedder, readings)
+        for reading, similarity in zip(readings, similarities):
+            reading["similarity"] = similarity
+        return {
+            "examples": len(readings),
+            "similarity": _mean(similarities) if self.embedder is not None else None,
+            "unsafe": sum(r["unsafe"] for r in readings),
+            "degenerate": sum(r["degenerate"] is not None for r in readings),
+            "length_ratio": _mean([len(r["local"]) / max(1, len(r["groq"])) for r in readings]),
+            "samples": sorted(readings, key=lambda r: (not r["unsafe"], r["degenerate"] is None))[:SAMPLES],
+        }
+
+
+def summary(version: str, evaluation: dict) -> dict:
+    """The figures without the samples: how the active version did, in a candidate's metadata."""
+    return {"version": version, **{k: v for k, v in evaluation.items() if k != "samples"}}
+
+
+def degenerate(text: str, finished: bool) -> str | None:
+    """Why a reply is no use to anyone, or None: empty, looping, or cut off at the length limit."""
+    words = text.split()
+    if not words:
+        return "empty"
+    grams = Counter(tuple(words[i:i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1))
+    if grams and max(grams.values()) >= LOOP_REPEATS:
+        return "repeats"
+    return None if finished else "cut off"
+
+
+def _reply(loaded: LoadedModel, messages: list[dict]) -> tuple[str, bool]:
+    """The whole greedy reply, and whether the model ended it (rather than the length limit)."""
+    ids = list(loaded.tokens(loaded.prompt(messages), time.monotonic() + NO_DEADLINE_S))
+    return loaded.text(ids), len(ids) < loaded.settings.max_new_tokens
+
+
+def _similarities(embedder, readings: list[dict]) -> list[float | None]:
+    """Cosine between each local reply and Groq's; an empty reply shares nothing (0)."""
+    if embedder is None or not readings:
+        return [None] * len(readings)
+    local = embedder.embed([r["local"] for r in readings])
+    groq = embedder.embed([r["groq"] for r in readings])
+    cosines = np.einsum("ij,ij->i", local, groq)
+    return [round(float(c), 4) if r["local"].strip() else 0.0 for r, c in zip(readings, cosines)]
+
+
+def _mean(values: list) -> float | None:
+    """The mean rounded to four places; None for none."""
+    return round(float(np.mean(values)), 4) if values else None
