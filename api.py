@@ -10,6 +10,7 @@ from assistant.groq_provider import GroqProvider
 from assistant.memory import Memory
 from assistant.router import Router
 from assistant.safety.screener import shared_screener
+from assistant.tryout import TryOut
 from config import Settings, configure_logging
 from jobs.trigger import Trigger
 from registry.store import Registry
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
     init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local),
                            safety=shared_screener(settings.embeddings_dir), registry=registry, training=trigger,
-                           memory=Memory.from_settings(settings, engine)))
+                           memory=Memory.from_settings(settings, engine), tryout=TryOut(registry, settings.local)))
     register_error_handlers(app)
     for blueprint in (pages.bp, chat.bp, sessions.bp, memories.bp, admin.bp, training.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)

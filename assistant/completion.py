@@ -57,3 +57,9 @@ class ProviderFailed(ProviderError):
     """The provider answered with an error, or with something we cannot read."""
 
     code = "upstream_error"
+
+
+class ProviderPromptTooLong(ProviderFailed):
+    """The conversation does not fit the model's context with room for a reply."""
+
+    code = "conversation_too_long"

@@ -86,6 +86,11 @@ class LoadedModel:
             step_input = torch.tensor([[token]])
             seen = torch.cat([seen, step_input], dim=1)
 
+    def reply(self, messages: list[dict], deadline: float) -> tuple[str, bool]:
+        """The whole reply, and whether the model ended it (rather than LOCAL_MAX_NEW_TOKENS)."""
+        ids = list(self.tokens(self.prompt(messages), deadline))
+        return self.text(ids), len(ids) < self.settings.max_new_tokens
+
     def text(self, token_ids: list[int]) -> str:
         """The reply so far as text."""
         return without_nul(self.tokenizer.decode(token_ids, skip_special_tokens=True))

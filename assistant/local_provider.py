@@ -24,7 +24,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
-from assistant.completion import Completion, ProviderError, ProviderFailed, ProviderTimeout, ProviderUnavailable
+from assistant.completion import (
+    Completion, ProviderError, ProviderFailed, ProviderPromptTooLong, ProviderTimeout, ProviderUnavailable,
+)
 from config import LocalSettings
 from registry.store import Registry
 from registry.versions import RegistryError
@@ -98,7 +100,7 @@ class LocalProvider:
             return
         started = time.monotonic()
         try:
-            self.loaded = self._torch.submit(_load, self.registry, name, self.settings).result()
+            self.loaded = self._torch.submit(load_version, self.registry, name, self.settings).result()
         except Exception as e:  # a damaged, missing or unreadable version must not take the worker down
             self._failed, self.load_error = (name, time.monotonic()), f"{name}: {type(e).__name__}: {e}"[:500]
             log.error("Local model %s could not be loaded, replies fall back to Groq: %s", name, self.load_error)
@@ -185,7 +187,7 @@ class LocalStream:
         return kind, value
 
 
-def _load(registry: Registry, name: str, settings: LocalSettings):
+def load_version(registry: Registry, name: str, settings: LocalSettings):
     """Runs on the torch thread: the version's files, fetched and verified, then its tokenizer and weights."""
     from assistant.local_model import LoadedModel  # imports torch
     from hardware import set_torch_threads
@@ -211,16 +213,16 @@ def _generate(loaded, messages: list[dict], deadline: float, items: queue.Queue,
             items.put(("token", token))
         items.put(("end", None))
     except Exception as e:
-        items.put(("error", _provider_error(e)))
+        items.put(("error", provider_error(e)))
 
 
-def _provider_error(error: Exception) -> ProviderError:
+def provider_error(error: Exception) -> ProviderError:
     """What the model code raised, as the provider error the router understands."""
     from assistant.local_model import DeadlineExceeded, PromptTooLong
 
     if isinstance(error, DeadlineExceeded):
         return ProviderTimeout("The local model took longer than LOCAL_TIMEOUT.")
     if isinstance(error, PromptTooLong):
-        return ProviderFailed(f"The conversation is too long for the local model: {error}.")
+        return ProviderPromptTooLong(f"The conversation is too long for the local model: {error}.")
     log.error("The local model failed while answering: %s", type(error).__name__)
     return ProviderFailed("The local model failed while answering.")

@@ -53,7 +53,7 @@ class Reader:
         readings = []
         for example in self.examples:
             try:
-                local, finished = _reply(loaded, example.messages[:-1])
+                local, finished = loaded.reply(example.messages[:-1], time.monotonic() + NO_DEADLINE_S)
             except PromptTooLong:
                 continue
             readings.append({"prompt": example.messages[-2]["content"], "groq": example.messages[-1]["content"],
@@ -86,12 +86,6 @@ def degenerate(text: str, finished: bool) -> str | None:
     if grams and max(grams.values()) >= LOOP_REPEATS:
         return "repeats"
     return None if finished else "cut off"
-
-
-def _reply(loaded: LoadedModel, messages: list[dict]) -> tuple[str, bool]:
-    """The whole greedy reply, and whether the model ended it (rather than the length limit)."""
-    ids = list(loaded.tokens(loaded.prompt(messages), time.monotonic() + NO_DEADLINE_S))
-    return loaded.text(ids), len(ids) < loaded.settings.max_new_tokens
 
 
 def _similarities(embedder, readings: list[dict]) -> list[float | None]:

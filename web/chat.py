@@ -12,7 +12,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from assistant import prompts
 from assistant.completion import (
-    Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
+    Completion, ProviderError, ProviderFailed, ProviderPromptTooLong, ProviderRateLimited, ProviderTimeout,
+    ProviderUnavailable,
 )
 from assistant.safety import texts
 from assistant.safety.labelled import CONTEXT_MESSAGES
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("chat", __name__)
 
 ERASED_WHILE_ANSWERING = "This conversation was deleted while the reply was being written; the reply was not kept."
-STATUS_BY_ERROR = {ProviderUnavailable: 503, ProviderRateLimited: 503, ProviderTimeout: 504, ProviderFailed: 502}
+STATUS_BY_ERROR = {ProviderUnavailable: 503, ProviderRateLimited: 503, ProviderTimeout: 504, ProviderFailed: 502,
+                   ProviderPromptTooLong: 400}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from assistant.prompts import ROLES
 from assistant.safety.patterns import HIGH, MEDIUM, NONE
 from storage.training_runs import RUN_FIELDS
 from web.services import services
-from web.validation import MAX_PAGE, PAGE, SESSION_ID
+from web.validation import MAX_PAGE, MAX_TRY_TURNS, PAGE, SESSION_ID
 
 bp = Blueprint("openapi", __name__)
 
@@ -49,7 +49,8 @@ def _errors(*statuses: int) -> dict:
 
 # What each error status means anywhere in this API, and the headers it carries.
 ERRORS = {
-    400: ("Invalid request: invalid_json, invalid_field, unknown_field, empty_message, message_too_long.", ()),
+    400: ("Invalid request: invalid_json, invalid_field, unknown_field, empty_message, message_too_long, "
+          "conversation_too_long (for the model's context).", ()),
     401: ("unauthorized: a wrong or missing admin token.", ("WWW-Authenticate",)),
     403: ("admin_disabled: no ADMIN_TOKEN is set on the server; memory_disabled: MEMORY_ENABLED=0.", ()),
     404: ("session_not_found, memory_not_found, or model_not_found for a version.", ()),
@@ -136,6 +137,16 @@ def _schemas(max_chars: int) -> dict:
                                 "next_before": {"type": ["integer", "null"]}},
                                ("session_id", "messages", "next_before")),
         "Consent": _object({"training_consent": BOOLEAN}, ("training_consent",), closed=True),
+        "TryRequest": _object({
+            "messages": {"type": "array", "minItems": 1, "maxItems": MAX_TRY_TURNS,
+                         "items": _object({"role": {"enum": ["user", "assistant"]}, "content": message},
+                                          ("role", "content"), closed=True),
+                         "description": "Oldest first; the last must be the user's."},
+            "role": {"enum": [*ROLES, None], "description": "Whose system prompt: patient by default."},
+        }, ("messages",), closed=True),
+        "Tried": _object({"reply": STRING, "version": STRING, "latency_ms": ID,
+                          "finish_reason": {"enum": ["stop", "length"]}, "unsafe": BOOLEAN},
+                         ("reply", "version", "latency_ms", "finish_reason", "unsafe")),
         "ConsentSet": _object({"session_id": session_id, "role": {"enum": list(ROLES)},
                                "training_consent": BOOLEAN}, ("session_id", "role", "training_consent")),
         "Database": _object({"engine": {"enum": ["sqlite", "postgresql"]}, "reachable": BOOLEAN, "writable": BOOLEAN,
@@ -253,6 +264,14 @@ def document(max_chars: int) -> dict:
             {"200": _json("Versions.", _object({"active": NULLABLE_STRING,
                                                 "versions": {"type": "array", "items": _ref("Version")}},
                                                ("active", "versions")))}, admin=True,
+        )},
+        "/api/admin/models/{version}/try": {"post": _operation(
+            "training.try_version",
+            "A reply from any version to a conversation written here; nothing is stored. unsafe: the reply "
+            "screening would withhold it from a user.",
+            {"200": _json("The version's reply.", _ref("Tried"))}, 400, 404, 413, 502, 504, admin=True,
+            parameters=[{"name": "version", "in": "path", "required": True, "schema": STRING}],
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("TryRequest")}}},
         )},
         "/api/admin/models/{version}/activate": {"post": _operation(
             "training.activate",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
+from assistant.completion import ProviderError
 from jobs.supervisor import TrainingBusy
 from registry.versions import RegistryError, StoreUnavailable, version_json
 from storage.training_runs import run_json
 from web.auth import admin_only
+from web.chat import STATUS_BY_ERROR
 from web.errors import ApiError
 from web.services import services
+from web.validation import try_request
 
 bp = Blueprint("training", __name__, url_prefix="/api/admin")
 
@@ -47,6 +50,25 @@ def models():
     return jsonify({"active": active and active.name, "versions": versions})
 
 
+@bp.post("/models/<version>/try")
+@admin_only
+def try_version(version: str):
+    """A reply from any version to a conversation the admin writes; nothing is stored."""
+    svc = services()
+    try:
+        if svc.registry.get(version) is None:
+            raise _not_found(version)
+        completion = svc.tryout.reply(version, try_request(request, svc.settings.max_message_chars))
+    except StoreUnavailable as e:
+        raise _store_unavailable(e) from None
+    except RegistryError:
+        raise _not_found(version) from None
+    except ProviderError as e:
+        raise ApiError(STATUS_BY_ERROR.get(type(e), 502), e.code, e.message) from None
+    return jsonify({"reply": completion.text, "version": version, "latency_ms": completion.latency_ms,
+                    "finish_reason": completion.finish_reason, "unsafe": svc.safety.unsafe(completion.text)})
+
+
 @bp.post("/models/<version>/activate")
 @admin_only
 def activate(version: str):
@@ -56,9 +78,14 @@ def activate(version: str):
     except StoreUnavailable as e:
         raise _store_unavailable(e) from None
     except RegistryError:
-        raise ApiError(404, "model_not_found", f"No intact model version named {version!r}; "
-                       "GET /api/admin/models lists them.") from None
+        raise _not_found(version) from None
     return jsonify({"active": activated.name})
+
+
+def _not_found(version: str) -> ApiError:
+    """404 for a version name that is not an intact version."""
+    return ApiError(404, "model_not_found", f"No intact model version named {version!r}; "
+                    "GET /api/admin/models lists them.")
 
 
 def _store_unavailable(error: StoreUnavailable) -> ApiError:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import Request
 
-from assistant.prompts import ROLES
+from assistant.prompts import ROLES, build_messages
 from storage.memories import MemoryNotFound
 from storage.repo import SessionNotFound
 from web.errors import ApiError
@@ -15,6 +15,7 @@ from web.errors import ApiError
 # What storage issues (secrets.token_urlsafe): anything else cannot name a conversation or a memory.
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PAGE, MAX_PAGE = 100, 500  # messages per history page: by default, and at most
+MAX_TRY_TURNS = 50  # messages in a conversation an admin tries a version on
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,29 @@ def chat_request(request: Request, max_chars: int) -> ChatRequest:
         training_consent=body["training_consent"], stream=bool(body["stream"]),
         remember=bool(body["remember"]), memory_id=body["memory_id"],
     )
+
+
+def try_request(request: Request, max_chars: int) -> list[dict]:
+    """Validate POST /api/admin/models/<version>/try: the conversation as the model will see it, system prompt
+    first (the patient's unless ``role`` says clinician), then user and assistant turns ending with the user's."""
+    body = json_object(request, {"messages": list, "role": str})
+    turns = body["messages"] or []
+    if not turns or len(turns) > MAX_TRY_TURNS:
+        raise ApiError(400, "invalid_field", f"Field 'messages' must hold 1 to {MAX_TRY_TURNS} "
+                       "{\"role\": \"user\" or \"assistant\", \"content\": text} objects.")
+    for i, turn in enumerate(turns):
+        if not (isinstance(turn, dict) and set(turn) == {"role", "content"} and turn["role"] in ("user", "assistant")
+                and isinstance(turn["content"], str) and 0 < len(turn["content"].strip()) <= max_chars
+                and _is_unicode_text(turn["content"])
+                and "\x00" not in turn["content"]):
+            raise ApiError(400, "invalid_field", f"messages[{i}] must be {{\"role\": \"user\" or \"assistant\", "
+                           f"\"content\": text of 1 to {max_chars} characters}}.")
+    if turns[-1]["role"] != "user":
+        raise ApiError(400, "invalid_field", "The last of 'messages' must be the user's, for the model to answer.")
+    if body["role"] is not None and body["role"] not in ROLES:
+        raise ApiError(400, "invalid_field", f"Field 'role' must be one of: {', '.join(ROLES)}.")
+    history = [(turn["role"], turn["content"]) for turn in turns[:-1]]
+    return build_messages(body["role"] or "patient", history, turns[-1]["content"])
 
 
 def consent_request(request: Request) -> bool:
