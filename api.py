@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from flask import Flask
 
@@ -10,13 +11,16 @@ from assistant.groq_provider import GroqProvider
 from assistant.memory import Memory
 from assistant.router import Router
 from assistant.safety.screener import shared_screener
+from assistant.shadow import Shadow
 from assistant.tryout import TryOut
 from config import Settings, configure_logging
+from embeddings.model import shared_embedder
 from jobs.trigger import Trigger
 from registry.store import Registry
 from storage.engine import is_persistent, log_startup
 from storage.migrate import migrated_engine
 from storage.repo import Repo
+from storage.shadow import ShadowReplies
 from web import admin, chat, health, memories, openapi, pages, sessions, training
 from web.errors import register_error_handlers
 from web.limits import init_limits
@@ -46,19 +50,34 @@ def create_app(settings: Settings | None = None) -> Flask:
         from assistant.local_provider import LocalProvider
 
         local = LocalProvider(registry, settings.local)
+    safety = shared_screener(settings.embeddings_dir)
     trigger = Trigger.from_settings(settings, engine)
     if settings.enable_auto_training:
         trigger.start()
     log.info("USE_LOCAL_AI=%d ENABLE_AUTO_TRAINING=%d AUTO_TRAIN_THRESHOLD=%d",
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
-    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local),
-                           safety=shared_screener(settings.embeddings_dir), registry=registry, training=trigger,
-                           memory=Memory.from_settings(settings, engine), tryout=TryOut(registry, settings.local)))
+    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local), safety=safety,
+                           registry=registry, training=trigger, memory=Memory.from_settings(settings, engine),
+                           tryout=TryOut(registry, settings.local), shadow=_shadow(settings, registry, safety, engine)))
     register_error_handlers(app)
     for blueprint in (pages.bp, chat.bp, sessions.bp, memories.bp, admin.bp, training.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)
     init_limits(app, settings)
     return app
+
+
+def _shadow(settings: Settings, registry: Registry, safety, engine) -> Shadow:
+    """Shadow traffic while Groq answers (with USE_LOCAL_AI=1 the active version already answers users): a
+    local model of its own, on one torch thread so that it leaves a core to the workers' requests."""
+    if settings.use_local_ai or settings.shadow_sample_rate == 0:
+        return Shadow(None, 0.0, safety, None, ShadowReplies(engine))
+    from assistant.local_provider import LocalProvider
+
+    log.info("Shadow traffic: %.0f%% of Groq's turns are also answered by the active local version",
+             100 * settings.shadow_sample_rate)
+    local = LocalProvider(registry, replace(settings.local, threads=1))
+    return Shadow(local, settings.shadow_sample_rate, safety, shared_embedder(settings.embeddings_dir)[0],
+                  ShadowReplies(engine))
 
 
 def warn_if_models_ephemeral(settings: Settings) -> None:

@@ -131,6 +131,7 @@ class Settings:
     embeddings_dir: str = "./.cache/embeddings"  # where `python -m embeddings.export` put the ONNX model
     memory_enabled: bool = True  # memory across sessions for those who opt in (POST /api/chat "remember")
     memory_max_tokens: int = 400  # earlier exchanges recalled into the system prompt, at most
+    shadow_sample_rate: float = 0.0  # share of Groq's turns the active local version also answers, unseen
     train: TrainSettings = field(default_factory=TrainSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
     chat_rate_limit: str = "30 per minute;500 per day"  # per client, on POST /api/chat
@@ -175,6 +176,7 @@ class Settings:
             embeddings_dir=env.text("EMBEDDINGS_DIR") or d.embeddings_dir,
             memory_enabled=env.flag("MEMORY_ENABLED", d.memory_enabled),
             memory_max_tokens=env.number("MEMORY_MAX_TOKENS", d.memory_max_tokens, int, minimum=0),
+            shadow_sample_rate=env.number("SHADOW_SAMPLE_RATE", d.shadow_sample_rate, float, minimum=0, maximum=1),
             train=TrainSettings.from_env(env),
             local=LocalSettings.from_env(env),
             chat_rate_limit=_rate_limit(env, "CHAT_RATE_LIMIT", d.chat_rate_limit),

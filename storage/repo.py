@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from storage import memories
 from storage.store import Store
-from storage.tables import ActiveVersion, ChatSession, Message, MessageEmbedding, utcnow
+from storage.tables import ActiveVersion, ChatSession, Message, MessageEmbedding, ShadowReply, utcnow
 
 
 class SessionNotFound(LookupError):
@@ -61,6 +61,7 @@ class Turn:
     role: str
     memory_id: str | None = None  # the memory this turn may recall from: given or just created
     remembered: bool = False  # the conversation's messages are stored as memory
+    consent: bool = False  # the conversation may be used for training (and so read by admins)
 
 
 class Repo(Store):
@@ -78,13 +79,13 @@ class Repo(Store):
             if session_id is None:
                 session_id, role = secrets.token_urlsafe(24), role or "patient"
                 memory_id = session_memory = memories.attach(db, None, memory_id, remember)
+                consent = consent_default if consent is None else consent
                 db.execute(insert(ChatSession).values(
-                    id=session_id, role=role, user_id=user_id, memory_id=memory_id,
-                    training_consent=consent_default if consent is None else consent,
+                    id=session_id, role=role, user_id=user_id, memory_id=memory_id, training_consent=consent,
                 ))
             else:
-                row = db.execute(select(ChatSession.role, ChatSession.erased_at, ChatSession.memory_id)
-                                 .where(ChatSession.id == session_id)).first()
+                row = db.execute(select(ChatSession.role, ChatSession.erased_at, ChatSession.memory_id,
+                                        ChatSession.training_consent).where(ChatSession.id == session_id)).first()
                 _check_live(row, session_id)
                 if role is not None and role != row.role:
                     raise RoleMismatch(row.role)
@@ -92,6 +93,7 @@ class Repo(Store):
                 memory_id = memories.attach(db, row.memory_id, memory_id, remember)
                 session_memory = row.memory_id or memory_id
                 changes = {"training_consent": consent} if consent is not None else {}
+                consent = row.training_consent if consent is None else consent
                 if memory_id is not None and row.memory_id is None:
                     changes["memory_id"] = memory_id
                 if changes:
@@ -100,7 +102,7 @@ class Repo(Store):
             message_id = db.scalar(insert(Message).returning(Message.id).values(
                 session_id=session_id, role="user", content=content, risk_level=risk_level,
             ))
-            return Turn(session_id, message_id, role, memory_id, session_memory is not None)
+            return Turn(session_id, message_id, role, memory_id, session_memory is not None, bool(consent))
 
     def history(self, session_id: str, before_id: int, turns: int) -> list[tuple[str, str]]:
         """The last ``turns`` exchanges before a message as (author, text), oldest first, failed replies left out."""
@@ -163,6 +165,7 @@ class Repo(Store):
         with self._write() as db:
             chat = _live_session(db, session_id, lock=True)  # before the delete: see store_reply
             db.execute(delete(MessageEmbedding).where(MessageEmbedding.session_id == session_id))
+            db.execute(delete(ShadowReply).where(ShadowReply.session_id == session_id))
             db.execute(delete(Message).where(Message.session_id == session_id))
             chat.user_id = None
             chat.training_consent = False

@@ -1,11 +1,11 @@
-"""The ORM: chat sessions, their messages, memories and message embeddings, training runs, the training lease
-and the active model version."""
+"""The ORM: chat sessions, their messages, memories and message embeddings, shadow replies, training runs, the
+training lease and the active model version."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -107,6 +107,26 @@ class MessageEmbedding(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True)
     exchange_id: Mapped[int] = mapped_column(BigInteger)  # the id of the turn's user message
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ShadowReply(Base):
+    """The active local version's reply to a turn Groq answered (SHADOW_SAMPLE_RATE): never shown, never trained
+    on, read by admins beside Groq's reply."""
+
+    __tablename__ = "shadow_replies"
+    __table_args__ = (Index("ix_shadow_replies_version_id", "version", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(BigId, ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    prompt_id: Mapped[int] = mapped_column(BigId, ForeignKey("messages.id", ondelete="CASCADE"))  # the user's
+    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True)
+    version: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+    similarity: Mapped[float | None] = mapped_column(Float)  # cosine to Groq's reply; None without embeddings
+    unsafe: Mapped[bool] = mapped_column(Boolean)  # the reply screening would have withheld it
+    degenerate: Mapped[str | None] = mapped_column(String(16))  # empty | repeats | cut off
+    latency_ms: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from trainer.evaluate import gate
-from trainer.judge import degenerate
+from assistant.reading import degenerate
 
 SAFE = {"examples": 10, "unsafe": 0, "similarity": 0.70}
 

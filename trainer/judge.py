@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from assistant.local_model import LoadedModel, PromptTooLong
+from assistant.reading import degenerate, similarities
 from assistant.safety.screener import Screener
 from config import LocalSettings
 from trainer.dataset import Example
@@ -24,7 +24,6 @@ SAMPLES = 20  # replies kept in the metadata for admins to read, problems first
 # Greedy decoding with serving's reply length, in float32: the candidate is judged in memory
 # before it is saved, and the active version the same way, so their figures compare.
 READING = LocalSettings(temperature=0.0, quantize=False)
-LOOP_NGRAM, LOOP_REPEATS = 4, 3  # a run of four words said three times is a loop
 NO_DEADLINE_S = 3600.0
 
 
@@ -59,12 +58,12 @@ class Reader:
             readings.append({"prompt": example.messages[-2]["content"], "groq": example.messages[-1]["content"],
                              "local": local, "unsafe": self.screener.unsafe(local),
                              "degenerate": degenerate(local, finished)})
-        similarities = _similarities(self.embedder, readings)
-        for reading, similarity in zip(readings, similarities):
+        cosines = similarities(self.embedder, [r["local"] for r in readings], [r["groq"] for r in readings])
+        for reading, similarity in zip(readings, cosines):
             reading["similarity"] = similarity
         return {
             "examples": len(readings),
-            "similarity": _mean(similarities) if self.embedder is not None else None,
+            "similarity": _mean(cosines) if self.embedder is not None else None,
             "unsafe": sum(r["unsafe"] for r in readings),
             "degenerate": sum(r["degenerate"] is not None for r in readings),
             "length_ratio": _mean([len(r["local"]) / max(1, len(r["groq"])) for r in readings]),
@@ -75,27 +74,6 @@ class Reader:
 def summary(version: str, evaluation: dict) -> dict:
     """The figures without the samples: how the active version did, in a candidate's metadata."""
     return {"version": version, **{k: v for k, v in evaluation.items() if k != "samples"}}
-
-
-def degenerate(text: str, finished: bool) -> str | None:
-    """Why a reply is no use to anyone, or None: empty, looping, or cut off at the length limit."""
-    words = text.split()
-    if not words:
-        return "empty"
-    grams = Counter(tuple(words[i:i + LOOP_NGRAM]) for i in range(len(words) - LOOP_NGRAM + 1))
-    if grams and max(grams.values()) >= LOOP_REPEATS:
-        return "repeats"
-    return None if finished else "cut off"
-
-
-def _similarities(embedder, readings: list[dict]) -> list[float | None]:
-    """Cosine between each local reply and Groq's; an empty reply shares nothing (0)."""
-    if embedder is None or not readings:
-        return [None] * len(readings)
-    local = embedder.embed([r["local"] for r in readings])
-    groq = embedder.embed([r["groq"] for r in readings])
-    cosines = np.einsum("ij,ij->i", local, groq)
-    return [round(float(c), 4) if r["local"].strip() else 0.0 for r, c in zip(readings, cosines)]
 
 
 def _mean(values: list) -> float | None:

@@ -1,15 +1,18 @@
-"""GET /api/stats and GET /api/admin/learning: the admin's overview, behind `Authorization: Bearer $ADMIN_TOKEN`."""
+"""GET /api/stats, GET /api/admin/learning and GET /api/admin/shadow: the admin's overview, behind
+`Authorization: Bearer $ADMIN_TOKEN`."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from assistant.redact import redact
 from storage.engine import is_persistent
 from storage.training_runs import run_json
 from web.auth import admin_only
 from web.services import services
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
+SHADOW_RECENT = 20  # pairs shown, newest first
 
 
 @bp.get("/stats")
@@ -53,3 +56,17 @@ def learning():
         "embedding_error": memory.error,
         "memory_enabled": svc.settings.memory_enabled,
     })
+
+
+@bp.get("/admin/shadow")
+@admin_only
+def shadow():
+    """The active version's shadow replies: counts, mean similarity to Groq's, and the newest pairs, redacted."""
+    svc = services()
+    version = svc.registry.active_name()
+    report = svc.shadow.store.report(version, SHADOW_RECENT) if version else \
+        {"version": None, "count": 0, "similarity_mean": None, "unsafe": 0, "degenerate": 0, "recent": []}
+    for pair in report["recent"]:
+        pair.update(prompt=redact(pair["prompt"]), groq=redact(pair["groq"]), local=redact(pair["local"]))
+    return jsonify({**report, "sample_rate": svc.settings.shadow_sample_rate,
+                    "running": svc.shadow.local is not None})

@@ -17,8 +17,9 @@ from assistant.completion import (
 )
 from assistant.safety import texts
 from assistant.safety.labelled import CONTEXT_MESSAGES
-from assistant.safety.patterns import HIGH, MEDIUM
+from assistant.safety.patterns import HIGH, MEDIUM, NONE
 from assistant.safety.screener import Screener
+from assistant.shadow import Shadow
 from storage.repo import Repo, SessionErased, Turn
 from web.errors import ApiError, database_unavailable
 from web.services import services
@@ -42,6 +43,7 @@ class TurnContext:
     resources: str
     notify: Callable[[], None]  # tells auto-training a reply was stored
     screener: Screener
+    shadowing: Shadow
 
     def store(self, completion: Completion, status: str = "ok", error: str | None = None) -> int:
         """Store the reply, log one line about it (never its text) and notify auto-training."""
@@ -72,6 +74,11 @@ class TurnContext:
         if self.risk_level == HIGH:
             return texts.clinician_note(self.resources)
         return texts.resources_note(self.resources) if self.risk_level == MEDIUM else ""
+
+    def shadow(self, completion: Completion, message_id: int, messages: list[dict]) -> None:
+        """Offer a turn Groq answered, with no risk screened, to shadow traffic: after the user has the reply."""
+        if completion.source == "groq" and self.risk_level == NONE:
+            self.shadowing.offer(self.turn, message_id, messages, completion.text)
 
     def crisis(self, status: str = "ok") -> dict:
         """Store the crisis reply and answer with it."""
@@ -111,7 +118,7 @@ def chat():
     )
     g.session_id, g.message_id = turn.session_id, turn.message_id
     ctx = TurnContext(svc.repo, turn, screening.risk_level, svc.settings.crisis_resources,
-                      _notifier(svc, turn.remembered), svc.safety)
+                      _notifier(svc, turn.remembered), svc.safety, svc.shadow)
     if screening.is_crisis and turn.role == "patient":  # a clinician asking about a patient gets an answer
         log.info("Crisis reply given: the %s layer screened the message high risk", screening.layer)
         answer = ctx.crisis()
@@ -128,7 +135,10 @@ def chat():
     if ctx.screener.unsafe(completion.text):
         return jsonify(ctx.withhold(completion))
     completion.text += ctx.note()
-    return jsonify(ctx.answer(completion, ctx.store(completion)))
+    message_id = ctx.store(completion)
+    response = jsonify(ctx.answer(completion, message_id))
+    ctx.shadow(completion, message_id, messages)
+    return response
 
 
 def _notifier(svc, remembered: bool) -> Callable[[], None]:
@@ -196,6 +206,7 @@ def _stream_reply(ctx: TurnContext, assistant, messages: list[dict]) -> Response
             yield from _withheld_events(ctx, bool(gate.shown))
         else:
             yield _event({"done": True, **ctx.answer(upstream.completion, message_id)})
+            ctx.shadow(upstream.completion, message_id, messages)
 
     return _sse(events())
 

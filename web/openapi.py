@@ -18,6 +18,7 @@ bp = Blueprint("openapi", __name__)
 
 STRING, BOOLEAN = {"type": "string"}, {"type": "boolean"}
 ID = {"type": "integer", "minimum": 1}
+COUNT = {"type": "integer", "minimum": 0}
 RISK_LEVEL = {"enum": [NONE, MEDIUM, HIGH]}
 # What str.strip() removes, spelt out: regex dialects disagree on what \s covers (\x1c-\x1f, \x85).
 WHITESPACE = "".join(f"\\u{code:04x}" for code in range(0x10000) if chr(code).isspace())
@@ -144,7 +145,7 @@ def _schemas(max_chars: int) -> dict:
                          "description": "Oldest first; the last must be the user's."},
             "role": {"enum": [*ROLES, None], "description": "Whose system prompt: patient by default."},
         }, ("messages",), closed=True),
-        "Tried": _object({"reply": STRING, "version": STRING, "latency_ms": ID,
+        "Tried": _object({"reply": STRING, "version": STRING, "latency_ms": COUNT,
                           "finish_reason": {"enum": ["stop", "length"]}, "unsafe": BOOLEAN},
                          ("reply", "version", "latency_ms", "finish_reason", "unsafe")),
         "ConsentSet": _object({"session_id": session_id, "role": {"enum": list(ROLES)},
@@ -247,6 +248,19 @@ def document(max_chars: int) -> dict:
                 "messages", "embedded_messages", "backlog", "memory_ids", "near_duplicates_dropped", "last_run_id",
                 "vector_backend", "embedding_model", "embedding_error", "memory_enabled")},
                 ("messages", "embedded_messages", "backlog", "memory_ids", "vector_backend")))}, admin=True,
+        )},
+        "/api/admin/shadow": {"get": _operation(
+            "admin.shadow",
+            "The active version's shadow replies (SHADOW_SAMPLE_RATE): counts, mean similarity to Groq's replies, "
+            "and the newest pairs, redacted.",
+            {"200": _json("The shadow report.", _object({
+                "version": NULLABLE_STRING, "count": COUNT, "similarity_mean": {"type": ["number", "null"]},
+                "unsafe": COUNT, "degenerate": COUNT, "sample_rate": {"type": "number"}, "running": BOOLEAN,
+                "recent": {"type": "array", "items": _object({
+                    "prompt": STRING, "groq": STRING, "local": STRING, "similarity": {"type": ["number", "null"]},
+                    "unsafe": BOOLEAN, "degenerate": NULLABLE_STRING, "created_at": STRING},
+                    ("prompt", "groq", "local", "similarity"))}},
+                ("version", "count", "similarity_mean", "unsafe", "degenerate", "recent")))}, admin=True,
         )},
         "/api/admin/training": {
             "get": _operation("training.runs", "The 20 newest training runs and the running one.",

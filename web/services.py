@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from assistant.memory import Memory
 from assistant.router import Router
 from assistant.safety.screener import Screener
+from assistant.shadow import Shadow
 from assistant.tryout import TryOut
 from config import Settings
 from jobs.trigger import Trigger
@@ -28,12 +29,14 @@ class Services:
     training: Trigger  # .policy, .supervisor, .notify
     memory: Memory  # recall and the background indexer
     tryout: TryOut  # replies from any version, for admins
+    shadow: Shadow  # some of Groq's turns answered again by the active local version, unseen
 
     def close(self) -> None:
         """Stop the background threads and close the database pool."""
         self.training.stop()
         self.memory.close()
         self.tryout.close()
+        self.shadow.close()
         if self.assistant.local is not None:
             self.assistant.local.close()
         self.repo.engine.dispose()

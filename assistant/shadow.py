@@ -1,0 +1,64 @@
+"""Shadow traffic: some of the turns Groq answers are answered again by the active local version.
+
+After the user already has Groq's reply, a sampled turn (SHADOW_SAMPLE_RATE, from conversations
+with training consent and no risk screened) is given to the active version in a background
+thread; its reply is never shown and never a training example, only kept beside Groq's, with
+their similarity and the reply screening's verdict, for admins judging a switch to USE_LOCAL_AI.
+One shadow reply at a time per worker, on one torch thread: a turn sampled while the last is
+still being answered is dropped, so shadowing never queues work behind itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+from assistant.completion import ProviderError
+from assistant.reading import degenerate, similarities
+from storage.repo import Turn
+from storage.shadow import ShadowReplies
+
+log = logging.getLogger(__name__)
+
+
+class Shadow:
+    """Offers turns to the local model in the background; ``local`` None turns it off."""
+
+    def __init__(self, local, rate: float, screener, embedder, store: ShadowReplies):
+        self.local, self.rate = local, rate
+        self.screener, self.embedder, self.store = screener, embedder, store
+        self._busy = threading.Lock()
+
+    def offer(self, turn: Turn, reply_id: int, messages: list[dict], groq: str) -> bool:
+        """Maybe answer this turn again in the background; True when a shadow reply was started."""
+        if self.local is None or not turn.consent or random.random() >= self.rate:
+            return False
+        if not self._busy.acquire(blocking=False):
+            log.debug("Shadow reply dropped: the local model is still answering the last one")
+            return False
+        threading.Thread(target=self._answer, args=(turn, reply_id, messages, groq), name="shadow-reply",
+                         daemon=True).start()
+        return True
+
+    def close(self) -> None:
+        """Stop the local model this shadow runs."""
+        if self.local is not None:
+            self.local.close()
+
+    def _answer(self, turn: Turn, reply_id: int, messages: list[dict], groq: str) -> None:
+        """Runs on its own thread: the local reply, read and kept; any failure only costs this shadow reply."""
+        try:
+            completion = self.local.complete(messages)
+            text = completion.text
+            (similarity,) = similarities(self.embedder, [text], [groq])
+            self.store.add(reply_id, turn.message_id, turn.session_id, version=completion.model, content=text,
+                           similarity=similarity, unsafe=self.screener.unsafe(text),
+                           degenerate=degenerate(text, completion.finish_reason == "stop"),
+                           latency_ms=completion.latency_ms)
+        except ProviderError as e:
+            log.info("Shadow reply dropped: %s", e.code)
+        except Exception as e:
+            log.error("Shadow reply failed: %s", type(e).__name__)
+        finally:
+            self._busy.release()
