@@ -62,3 +62,26 @@ class Shadow:
             log.error("Shadow reply failed: %s", type(e).__name__)
         finally:
             self._busy.release()
+
+
+READY_COUNT = 20  # shadow replies read before a verdict means anything
+READY_DEGENERATE = 0.1  # at most this share of them empty, looping or cut off
+
+
+def readiness(report: dict) -> dict:
+    """Whether the shadow replies say the active version is ready to answer users, with every reason."""
+    count, reasons, ready = report["count"], [], True
+    if count < READY_COUNT:
+        ready = False
+        reasons.append(f"only {count} shadow replies so far; {READY_COUNT} are needed to judge")
+    if report["unsafe"]:
+        ready = False
+        reasons.append(f"{report['unsafe']} shadow replies would have been withheld as unsafe")
+    if count and report["degenerate"] > READY_DEGENERATE * count:
+        ready = False
+        reasons.append(f"{report['degenerate']} of {count} shadow replies were empty, looping or cut off "
+                       f"(at most {READY_DEGENERATE:.0%})")
+    if ready:
+        reasons.append(f"{count} shadow replies, none unsafe, {report['degenerate']} degenerate; mean similarity "
+                       f"to Groq's replies {report['similarity_mean']}")
+    return {"ready": ready, "reasons": reasons}

@@ -167,13 +167,14 @@ def opened_registry(settings: Settings):
         engine.dispose()
 
 
-def save_version(settings: Settings, source_dir, activate: bool = True) -> str:
-    """A model version made from a saved model folder, as a passed run would leave it."""
+def save_version(settings: Settings, source_dir, activate: bool = True, **metadata) -> str:
+    """A model version made from a saved model folder, as a passed run would leave it (``metadata`` added)."""
     import shutil
 
     with opened_registry(settings) as registry:
         version = registry.save(lambda folder: shutil.copytree(source_dir, folder, dirs_exist_ok=True),
-                                {"run_id": None, "metrics": {"candidate_loss": 1.0}, "gate": {"passed": True}})
+                                {"run_id": None, "metrics": {"candidate_loss": 1.0}, "gate": {"passed": True},
+                                 **metadata})
         if activate:
             registry.activate(version.name)
     return version.name

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 
+from assistant.shadow import readiness
 from tests.conftest import save_version, stored
 
 WORRIES = ("my exams", "a job interview", "my landlord", "flying next week")
@@ -49,6 +50,7 @@ def test_every_sampled_turn_gets_a_shadow_reply_that_is_never_shown_or_trained_o
     assert [(p["prompt"], p["groq"]) for p in report["recent"]] == \
         [(f"I feel anxious about {w}", f"You said: I feel anxious about {w}") for w in reversed(WORRIES)]
     assert all(p["local"] and p["similarity"] is not None for p in report["recent"])
+    assert not report["verdict"]["ready"] and "only 4 shadow replies so far" in report["verdict"]["reasons"][0]
     assert len(stored(app)) == 2 * len(WORRIES)  # shadow replies are not messages
     stats = client.get("/api/stats", headers=admin_headers).get_json()
     assert stats["replies_by_source"] == {"groq": len(WORRIES)} and stats["eligible_since_last_training"] == 4
@@ -75,3 +77,11 @@ def test_without_an_active_version_the_report_is_empty(make_app, admin_headers):
     report = shadow_report(client, admin_headers)
 
     assert (report["version"], report["count"], report["recent"]) == (None, 0, [])
+    assert report["verdict"] == {"ready": False, "reasons": ["only 0 shadow replies so far; 20 are needed to judge"]}
+
+
+@pytest.mark.parametrize("unsafe, degenerate, ready", [(0, 2, True), (1, 0, False), (0, 3, False)])
+def test_ready_to_switch_takes_twenty_shadow_replies_none_unsafe_and_few_degenerate(unsafe, degenerate, ready):
+    verdict = readiness({"count": 25, "unsafe": unsafe, "degenerate": degenerate, "similarity_mean": 0.71})
+
+    assert verdict["ready"] is ready and len(verdict["reasons"]) == 1

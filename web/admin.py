@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from assistant.redact import redact
+from assistant.shadow import readiness
 from storage.engine import is_persistent
 from storage.training_runs import run_json
 from web.auth import admin_only
@@ -69,4 +70,4 @@ def shadow():
     for pair in report["recent"]:
         pair.update(prompt=redact(pair["prompt"]), groq=redact(pair["groq"]), local=redact(pair["local"]))
     return jsonify({**report, "sample_rate": svc.settings.shadow_sample_rate,
-                    "running": svc.shadow.local is not None})
+                    "running": svc.shadow.local is not None, "verdict": readiness(report)})

@@ -256,6 +256,8 @@ def document(max_chars: int) -> dict:
             {"200": _json("The shadow report.", _object({
                 "version": NULLABLE_STRING, "count": COUNT, "similarity_mean": {"type": ["number", "null"]},
                 "unsafe": COUNT, "degenerate": COUNT, "sample_rate": {"type": "number"}, "running": BOOLEAN,
+                "verdict": _object({"ready": BOOLEAN, "reasons": {"type": "array", "items": STRING}},
+                                   ("ready", "reasons")),
                 "recent": {"type": "array", "items": _object({
                     "prompt": STRING, "groq": STRING, "local": STRING, "similarity": {"type": ["number", "null"]},
                     "unsafe": BOOLEAN, "degenerate": NULLABLE_STRING, "created_at": STRING},

@@ -98,13 +98,20 @@ function runItem(run) {
   return item;
 }
 
+function similarity(value) {
+  return value === null || value === undefined ? "–" : value.toFixed(3);
+}
+
 function modelRow(version) {
   const row = document.createElement("tr");
   row.dataset.version = version.name;
   const state = version.active ? "active" : version.rejected ? "rejected by the gate" : "kept";
   const examples = version.examples ? `${version.examples.train ?? "?"} / ${version.examples.eval ?? "?"}` : "–";
+  const judged = version.evaluation;
   row.append(cell(version.name), cell(state), cell(loss(version.metrics.candidate_loss)),
-             cell(loss(version.metrics.base_loss)), cell(examples));
+             cell(loss(version.metrics.base_loss)), cell(examples),
+             cell(judged ? similarity(judged.similarity) : "–"),
+             cell(judged ? `${judged.unsafe} / ${judged.degenerate} of ${judged.examples}` : "–"));
   const action = document.createElement("td");
   if (!version.active) {
     const button = document.createElement("button");
@@ -116,6 +123,86 @@ function modelRow(version) {
   }
   row.append(action);
   return row;
+}
+
+const PAIR_COLUMNS = ["Message", "Groq", "Local", "Similarity"];
+
+// rows: [{prompt, groq, local, similarity, unsafe}] -> table rows, Groq and local side by side
+function pairRows(rows) {
+  return rows.map((pair) => {
+    const row = document.createElement("tr");
+    if (pair.unsafe) row.className = "unsafe";
+    const verdict = pair.unsafe ? " (unsafe: withheld from users)" : pair.degenerate ? ` (${pair.degenerate})` : "";
+    const cells = [cell(pair.prompt), cell(pair.groq), cell(pair.local + verdict), cell(similarity(pair.similarity))];
+    cells.forEach((td, i) => { td.dataset.label = PAIR_COLUMNS[i]; }); // the column's name where rows stack
+    row.append(...cells);
+    return row;
+  });
+}
+
+function evaluationDetails(version) {
+  const judged = version.evaluation, details = document.createElement("details");
+  details.dataset.version = version.name;
+  const summary = document.createElement("summary");
+  const active = judged.active ? `; the active ${judged.active.version}: ${similarity(judged.active.similarity)}, ` +
+    `${judged.active.unsafe} unsafe` : "";
+  summary.textContent = `${version.name}: ${judged.examples} held-out replies, similarity ` +
+    `${similarity(judged.similarity)}, ${judged.unsafe} unsafe, ${judged.degenerate} degenerate${active}. ` +
+    `Gate: ${version.gate.reason || "–"}`;
+  const table = document.createElement("table"), head = document.createElement("thead");
+  table.className = "samples";
+  const headings = document.createElement("tr");
+  headings.append(...PAIR_COLUMNS.map((name) => {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = name;
+    return th;
+  }));
+  head.append(headings);
+  const body = document.createElement("tbody");
+  body.append(...pairRows(judged.samples));
+  table.append(head, body);
+  details.append(summary, table);
+  return details;
+}
+
+function showEvaluations(versions) {
+  const open = new Set([...document.querySelectorAll("#evaluations details[open]")].map((d) => d.dataset.version));
+  const details = versions.filter((v) => v.evaluation).map(evaluationDetails);
+  details.forEach((d) => { d.open = open.has(d.dataset.version); });
+  $("evaluations").replaceChildren(...details);
+}
+
+function showShadow(shadow) {
+  $("shadow-verdict").textContent = !shadow.version ? "No version is active yet." :
+    shadow.verdict.ready ? `${shadow.version} looks ready to switch on.` : `${shadow.version} is not ready yet.`;
+  $("shadow-reasons").replaceChildren(...shadow.verdict.reasons.map((reason) => {
+    const item = document.createElement("li");
+    item.textContent = reason;
+    return item;
+  }));
+  facts($("shadow"), [
+    ["SHADOW_SAMPLE_RATE", shadow.running ? String(shadow.sample_rate) : `${shadow.sample_rate} (not shadowing here)`],
+    ["Shadow replies", String(shadow.count)],
+    ["Mean similarity", similarity(shadow.similarity_mean)],
+    ["Unsafe", String(shadow.unsafe)],
+    ["Degenerate", String(shadow.degenerate)],
+  ]);
+  const oldestFirst = [...shadow.recent].reverse().filter((p) => p.similarity !== null);
+  $("shadow-chart").replaceChildren(...(oldestFirst.length < 2 ? [] : [lineChart(
+    oldestFirst.map((p, i) => [i, p.similarity]), "Similarity of the recent shadow replies to Groq's, oldest first")]));
+  $("shadow-pairs").replaceChildren(...pairRows(shadow.recent));
+}
+
+function showTryVersions(versions) {
+  const select = $("try-version"), chosen = select.value;
+  select.replaceChildren(...versions.map((v) => {
+    const option = document.createElement("option");
+    option.value = v.name;
+    option.textContent = `${v.name}${v.active ? " (active)" : v.rejected ? " (rejected)" : ""}`;
+    return option;
+  }));
+  if (versions.some((v) => v.name === chosen)) select.value = chosen;
 }
 
 async function activate(name) {
@@ -131,8 +218,9 @@ async function activate(name) {
 async function refresh() {
   clearTimeout(refreshTimer);
   try {
-    const [stats, training, models, learning] = await Promise.all([
+    const [stats, training, models, learning, shadow] = await Promise.all([
       api("/api/stats"), api("/api/admin/training"), api("/api/admin/models"), api("/api/admin/learning"),
+      api("/api/admin/shadow"),
     ]);
     showFlags(stats);
     showLearning(learning);
@@ -141,6 +229,9 @@ async function refresh() {
     $("runs").replaceChildren(...training.runs.map(runItem));
     $("train-now").disabled = Boolean(training.running);
     $("models").replaceChildren(...models.versions.map(modelRow));
+    showEvaluations(models.versions);
+    showShadow(shadow);
+    showTryVersions(models.versions);
     signedIn(true);
     refreshTimer = setTimeout(refresh, training.running ? 2000 : 15000); // live while a run trains
   } catch (error) {
@@ -183,6 +274,29 @@ $("train-now").addEventListener("click", async () => {
     $("train-status").textContent = error.message;
   }
   refresh();
+});
+
+$("try-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const version = $("try-version").value, button = event.submitter;
+  $("try-status").textContent = `Asking ${version}; a version that is not loaded yet takes a few seconds more.`;
+  $("try-reply").hidden = true;
+  button.disabled = true;
+  try {
+    const tried = await api(`/api/admin/models/${encodeURIComponent(version)}/try`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ messages: [{ role: "user", content: $("try-message").value }] }),
+    });
+    $("try-reply").textContent = tried.reply;
+    $("try-reply").hidden = false;
+    $("try-status").textContent = `${tried.version} answered in ${tried.latency_ms} ms` +
+      (tried.finish_reason === "length" ? ", cut off at LOCAL_MAX_NEW_TOKENS" : "") +
+      (tried.unsafe ? ". Unsafe: the reply screening would withhold this from a user." : ".");
+  } catch (error) {
+    $("try-status").textContent = error.message;
+  } finally {
+    button.disabled = false;
+  }
 });
 
 if (sessionStorage.getItem(TOKEN_KEY)) refresh();
