@@ -18,6 +18,7 @@ falls back to Groq.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -40,14 +41,16 @@ class LocalProvider:
 
     source = "local"
 
-    def __init__(self, registry: Registry, settings: LocalSettings):
+    def __init__(self, registry: Registry, settings: LocalSettings, nice: int = 0):
+        """``nice``: the torch thread's niceness (Linux sets it per thread), for work that must yield to requests."""
         self.registry = registry
         self.settings = settings
         self.loaded = None  # a LoadedModel; replaced whole, never changed in place
         self.load_error: str | None = None
         self._failed: tuple[str, float] | None = None  # the version that failed to load, and when
         self._settled = threading.Event()  # the first look for the active version has ended, however it went
-        self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model")
+        self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model",
+                                         initializer=_be_nice, initargs=(nice,))
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="local-model-watcher", daemon=True)
         self._watcher.start()
@@ -185,6 +188,12 @@ class LocalStream:
         if kind == "error":
             raise value
         return kind, value
+
+
+def _be_nice(nice: int) -> None:
+    """Lower this thread's CPU priority by ``nice``."""
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def load_version(registry: Registry, name: str, settings: LocalSettings):

@@ -209,9 +209,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--text", help="the reply to every request (default: an echo of the last user message)")
     args = parser.parse_args()
     fake = FakeGroq(args.port)
-    fake.default = Behaviour(delay=args.delay)
+    fake.default = Behaviour(delay=args.delay, text=args.text)
     print(fake.base_url, flush=True)
     try:
         fake.server.serve_forever()
