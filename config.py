@@ -44,7 +44,7 @@ class TrainSettings:
     threads: int = 0  # TRAIN_THREADS: 0 = the container's CPU quota
     seed: int = 42  # TRAIN_SEED
     eval_fraction: float = 0.1  # TRAIN_EVAL_FRACTION: conversations held out
-    eval_replies: int = 24  # TRAIN_EVAL_REPLIES: held-out prompts each version answers, to be read beside Groq's
+    eval_replies: int = 16  # TRAIN_EVAL_REPLIES: held-out prompts each version answers, to be read beside Groq's
     similarity_margin: float = 0.05  # TRAIN_SIMILARITY_MARGIN: how far below the active version's it may fall
 
     @classmethod
