@@ -11,10 +11,11 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
-from assistant.completion import Completion
+from assistant.completion import Completion, ProviderFailed
 from assistant.local_provider import load_version, provider_error
 from config import LocalSettings
 from registry.store import Registry
+from registry.versions import RegistryError
 
 KEEP = 2  # versions kept loaded per process: SmolLM2-135M takes about 200 MB with int8 weights
 
@@ -40,7 +41,12 @@ class TryOut:
 
     def _reply(self, name: str, messages: list[dict]) -> Completion:
         """Runs on the torch thread."""
-        loaded = self._loaded.pop(name, None) or load_version(self.registry, name, self.settings)
+        try:
+            loaded = self._loaded.pop(name, None) or load_version(self.registry, name, self.settings)
+        except RegistryError:  # no such version, or the store cannot be reached: the caller tells them apart
+            raise
+        except Exception as e:  # damaged or unreadable files
+            raise ProviderFailed(f"Version {name} could not be loaded ({type(e).__name__}).") from e
         self._loaded[name] = loaded
         while len(self._loaded) > KEEP:
             self._loaded.popitem(last=False)

@@ -1,6 +1,7 @@
 """POST /api/admin/models/<version>/try: a reply from any saved version, before anyone switches to it."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,16 @@ def test_a_version_that_is_not_active_answers_and_nothing_is_stored(tried, admin
     assert other.get_json()["version"] == older
     assert stored(app) == [] and stored(app, "chat_sessions") == [] and not fake_groq.received
     assert app.extensions["therapistai"].registry.active_name() == older  # trying is not switching
+
+
+def test_a_damaged_version_is_not_tried(tried, settings, admin_headers):
+    _, client, _, newer = tried
+    weights = next((Path(settings.model_dir) / newer).glob("*.safetensors"))
+    weights.write_bytes(b"\0" * weights.stat().st_size)  # same size: only the checksum tells
+
+    response = client.post(f"/api/admin/models/{newer}/try", json={"messages": TRY}, headers=admin_headers)
+
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "model_not_found"
 
 
 def test_an_unknown_version_is_404(tried, admin_headers):
