@@ -23,7 +23,7 @@ class ShadowReplies(Store):
                 return
             db.add(ShadowReply(message_id=message_id, prompt_id=prompt_id, session_id=session_id, **fields))
 
-    def report(self, version: str, recent: int) -> dict:
+    def report(self, version: str | None, recent: int) -> dict:
         """Counts and means over ``version``'s shadow replies, and the newest ``recent`` with both replies."""
         prompt, groq = aliased(Message), aliased(Message)
         with self._read() as db:

@@ -65,8 +65,7 @@ def shadow():
     """The active version's shadow replies: counts, mean similarity to Groq's, and the newest pairs, redacted."""
     svc = services()
     version = svc.registry.active_name()
-    report = svc.shadow.store.report(version, SHADOW_RECENT) if version else \
-        {"version": None, "count": 0, "similarity_mean": None, "unsafe": 0, "degenerate": 0, "recent": []}
+    report = svc.shadow.store.report(version, SHADOW_RECENT)  # no active version: nothing matches, all zero
     for pair in report["recent"]:
         pair.update(prompt=redact(pair["prompt"]), groq=redact(pair["groq"]), local=redact(pair["local"]))
     return jsonify({**report, "sample_rate": svc.settings.shadow_sample_rate,

@@ -86,8 +86,7 @@ def chat_request(request: Request, max_chars: int) -> ChatRequest:
         raise ApiError(
             400, "message_too_long", f"The message has {len(message)} characters; the limit is {max_chars}.",
         )
-    if body["role"] is not None and body["role"] not in ROLES:
-        raise ApiError(400, "invalid_field", f"Field 'role' must be one of: {', '.join(ROLES)}.")
+    _check_role(body["role"])
     if body["user_id"] is not None and len(body["user_id"]) > 128:
         raise ApiError(400, "invalid_field", "Field 'user_id' must be at most 128 characters.")
     if body["session_id"] is not None:
@@ -121,8 +120,7 @@ def try_request(request: Request, max_chars: int) -> list[dict]:
                            f"\"content\": text of 1 to {max_chars} characters}}.")
     if turns[-1]["role"] != "user":
         raise ApiError(400, "invalid_field", "The last of 'messages' must be the user's, for the model to answer.")
-    if body["role"] is not None and body["role"] not in ROLES:
-        raise ApiError(400, "invalid_field", f"Field 'role' must be one of: {', '.join(ROLES)}.")
+    _check_role(body["role"])
     history = [(turn["role"], turn["content"]) for turn in turns[:-1]]
     return build_messages(body["role"] or "patient", history, turns[-1]["content"])
 
@@ -140,6 +138,12 @@ def page_request(request: Request) -> tuple[int, int | None]:
     limit = _whole_number(request.args.get("limit"), "limit", 1, MAX_PAGE)
     before = _whole_number(request.args.get("before"), "before", 1, 2**63 - 1)
     return (PAGE if limit is None else limit), before
+
+
+def _check_role(role: str | None) -> None:
+    """A role field, when given, names a role the service has."""
+    if role is not None and role not in ROLES:
+        raise ApiError(400, "invalid_field", f"Field 'role' must be one of: {', '.join(ROLES)}.")
 
 
 def _whole_number(value: str | None, name: str, low: int, high: int) -> int | None:

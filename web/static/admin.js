@@ -23,9 +23,13 @@ function cell(text) {
   return td;
 }
 
-function loss(value) {
-  return value === null || value === undefined ? "–" : value.toFixed(4);
+// A figure to `digits` places, or a dash when there is none.
+function fixed(value, digits) {
+  return value === null || value === undefined ? "–" : value.toFixed(digits);
 }
+
+const loss = (value) => fixed(value, 4);
+const similarity = (value) => fixed(value, 3);
 
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "–";
@@ -96,10 +100,6 @@ function runItem(run) {
     item.append(error);
   }
   return item;
-}
-
-function similarity(value) {
-  return value === null || value === undefined ? "–" : value.toFixed(3);
 }
 
 function modelRow(version) {
