@@ -46,6 +46,8 @@ class TrainSettings:
     eval_fraction: float = 0.1  # TRAIN_EVAL_FRACTION: conversations held out
     eval_replies: int = 16  # TRAIN_EVAL_REPLIES: held-out prompts each version answers, to be read beside Groq's
     similarity_margin: float = 0.05  # TRAIN_SIMILARITY_MARGIN: how far below the active version's it may fall
+    replay_ratio: float = 1.0  # TRAIN_REPLAY_RATIO: older examples replayed per new one in an incremental run
+    full_every: int = 10  # TRAIN_FULL_EVERY: every Nth run retrains from the base model on the whole history
 
     @classmethod
     def from_env(cls, env: "_Env") -> "TrainSettings":
@@ -70,6 +72,8 @@ class TrainSettings:
             eval_replies=env.number("TRAIN_EVAL_REPLIES", d.eval_replies, int, minimum=1),
             similarity_margin=env.number("TRAIN_SIMILARITY_MARGIN", d.similarity_margin, float, minimum=0,
                                          maximum=1),
+            replay_ratio=env.number("TRAIN_REPLAY_RATIO", d.replay_ratio, float, minimum=0, maximum=100),
+            full_every=env.number("TRAIN_FULL_EVERY", d.full_every, int, minimum=1),
         )
 
 
@@ -223,15 +227,16 @@ class RunConfig:
     model_store_url: str | None = None  # the bucket's credentials stay in the environment, never in the record
     aws_region: str | None = None
     embeddings_dir: str = Settings.embeddings_dir  # the sentence-embedding model: drops near-duplicate examples
+    from_base: bool = False  # asked for a retrain from the base model instead of continuing the active version
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "RunConfig":
+    def from_settings(cls, settings: Settings, from_base: bool = False) -> "RunConfig":
         """The parts of the service's settings that a training run uses."""
         return cls(base_model=settings.base_model, model_dir=str(settings.model_dir),
                    model_keep=settings.model_keep, history_turns=settings.history_turns,
                    log_level=settings.log_level, train=settings.train,
                    model_store_url=settings.model_store_url, aws_region=settings.aws_region,
-                   embeddings_dir=settings.embeddings_dir)
+                   embeddings_dir=settings.embeddings_dir, from_base=from_base)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":

@@ -12,10 +12,12 @@ measures both against plain generate.
 
 from __future__ import annotations
 
+import copy
+import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, LogitsProcessorList
@@ -26,6 +28,10 @@ from transformers.utils import logging as hf_logging
 
 from assistant.completion import without_nul
 from config import LocalSettings
+
+ADAPTER_CONFIG = "adapter_config.json"  # peft's: a version that holds a LoRA adapter, not full weights
+_BASE: dict[str, torch.nn.Module] = {}
+_BASE_LOCK = threading.Lock()
 
 
 class PromptTooLong(ValueError):
@@ -56,10 +62,9 @@ class LoadedModel:
 
     @classmethod
     def load(cls, version: str, path: Path, settings: LocalSettings) -> "LoadedModel":
-        """A saved version's tokenizer and weights."""
-        hf_logging.disable_progress_bar()
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(version, AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tokenizer, settings)
+        """A saved version's tokenizer and weights, its adapter merged into this process's copy of its base."""
+        tokenizer, model = load_version(path)
+        return cls(version, model, tokenizer, settings)
 
     def prompt(self, messages: list[dict]) -> torch.Tensor:
         """The conversation as input ids, through the version's chat template."""
@@ -101,6 +106,36 @@ class LoadedModel:
         if self.settings.temperature == 0:
             return int(scores.argmax(dim=-1))
         return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1))
+
+
+def load_version(path: Path, base: Callable[[str], torch.nn.Module] | None = None):
+    """A saved version's tokenizer and float32 causal LM.
+
+    An adapter version's LoRA weights are merged into a fresh copy of its base model, which
+    ``base(name)`` gives (by default a copy of the one this process keeps); a version with full
+    weights (TRAIN_FULL, or saved before versions held adapters) loads as it is.
+    """
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not (Path(path) / ADAPTER_CONFIG).is_file():
+        return tokenizer, AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    from peft import PeftConfig, PeftModel
+
+    name = PeftConfig.from_pretrained(path).base_model_name_or_path
+    model = PeftModel.from_pretrained((base or base_copy)(name), path)
+    return tokenizer, model.merge_and_unload()
+
+
+def base_copy(name: str) -> torch.nn.Module:
+    """A copy of base model ``name`` (a hub name or a folder), read once per process and kept for the next version.
+
+    Versions hold only their adapter, so switching versions costs a copy in memory, not a read of the base.
+    """
+    with _BASE_LOCK:
+        if name not in _BASE:
+            _BASE.clear()  # one base at a time: a new BASE_MODEL replaces the old
+            _BASE[name] = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32).eval()
+        return copy.deepcopy(_BASE[name])
 
 
 def quantized(model):

@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="fine-tune a new version now, under the training lease")
     train.add_argument("--force", action="store_true", help="train even below AUTO_TRAIN_THRESHOLD new replies")
+    train.add_argument("--from-base", action="store_true",
+                       help="retrain from the base model on the whole history instead of continuing the active version")
     train.add_argument("--trigger", default="manual", choices=("manual", "auto", "admin"))
     commands.add_parser("worker", help="watch the data and train whenever AUTO_TRAIN_THRESHOLD is reached")
     commands.add_parser("status", help="recent runs, the active version, data against the threshold")
@@ -51,7 +53,7 @@ def cmd_train(settings: Settings, args) -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
     supervisor = Supervisor(settings, engine)
-    run_id = supervisor.claim(args.trigger)
+    run_id = supervisor.claim(args.trigger, args.from_base)
     if run_id is None:
         print("error: A training run is already in progress.", file=sys.stderr)
         return 2

@@ -46,19 +46,22 @@ class Supervisor:
         self.heartbeat, self.lease_ttl = heartbeat, lease_ttl
         self._child: subprocess.Popen | None = None
 
-    def claim(self, trigger: str) -> int | None:
-        """Take the lease and open a run record with this service's training settings; None when busy."""
+    def claim(self, trigger: str, from_base: bool = False) -> int | None:
+        """Take the lease and open a run record with this service's training settings; None when busy.
+
+        ``from_base`` asks for a retrain from the base model on the whole history instead of
+        continuing the active version."""
         if not self._take():
             return None
         try:
-            return self.runs.start(trigger, RunConfig.from_settings(self.settings).to_dict()).id
+            return self.runs.start(trigger, RunConfig.from_settings(self.settings, from_base).to_dict()).id
         except Exception:
             self.leases.release(self.holder)
             raise
 
-    def start_now(self, trigger: str = "admin") -> int:
+    def start_now(self, trigger: str = "admin", from_base: bool = False) -> int:
         """Start a run at once, whatever the count, supervised by a new thread; raises TrainingBusy."""
-        run_id = self.claim(trigger)
+        run_id = self.claim(trigger, from_base)
         if run_id is None:
             raise TrainingBusy("A training run is already in progress.")
         log.info("Training started by %s: run %s", trigger, run_id)

@@ -1,6 +1,7 @@
 """One model version as a folder: written atomically, with each file's size and SHA-256, checked on read.
 
-model_YYYYMMDD_HHMMSS/   weights (safetensors), tokenizer, metadata.json (written last)
+model_YYYYMMDD_HHMMSS/   the LoRA adapter (or, with TRAIN_FULL and before adapters, the full weights) as
+                         safetensors, the tokenizer, metadata.json (written last)
 .tmp-model_.../          a version being written; renamed into place when complete
 """
 
@@ -122,7 +123,8 @@ def version_json(version: Version, active: Version | None) -> dict:
     return {"name": version.name, "active": active is not None and version.name == active.name,
             "rejected": version.rejected, "run_id": meta.get("run_id"), "metrics": meta.get("metrics", {}),
             "examples": meta.get("examples", {}), "gate": meta.get("gate", {}),
-            "duration_s": meta.get("duration_s"), "evaluation": meta.get("evaluation")}
+            "duration_s": meta.get("duration_s"), "evaluation": meta.get("evaluation"),
+            "parent": meta.get("parent"), "trained_on": meta.get("trained_on"), "weights": meta.get("weights", "full")}
 
 
 def _fsync_tree(folder: Path) -> None:

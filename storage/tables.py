@@ -157,6 +157,7 @@ class TrainingRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     config: Mapped[dict | None] = mapped_column(JSON)  # config.RunConfig: what the training child runs with
     near_duplicates: Mapped[int | None]  # examples dropped as near-duplicates of earlier ones
+    kind: Mapped[str | None] = mapped_column(String(16))  # incremental | from_base, once the run has decided
 
 
 class Lease(Base):

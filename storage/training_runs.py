@@ -14,7 +14,7 @@ COMPLETED = ("succeeded", "rejected")
 # What the admin API and the CLI show of a run.
 RUN_FIELDS = ("id", "status", "trigger", "started_at", "finished_at", "duration_s", "step", "total_steps", "loss",
               "eta_s", "losses", "train_examples", "eval_examples", "base_loss", "active_loss", "candidate_loss",
-              "version", "error", "near_duplicates")
+              "version", "error", "near_duplicates", "kind")
 
 
 class TrainingRuns(Store):

@@ -88,9 +88,16 @@ def test_activate_rolls_back_and_unknown_versions_are_404(trainer_app, fake_groq
     hold_conversations(client, fake_groq)
     older = wait_for_run(client, admin_headers, client.post("/api/admin/training", headers=admin_headers)
                          .get_json()["run_id"])["version"]
-    newer = wait_for_run(client, admin_headers, client.post("/api/admin/training", headers=admin_headers)
-                         .get_json()["run_id"])["version"]
+    bad = [client.post("/api/admin/training", headers=admin_headers, json=body)
+           for body in ({"from_base": "yes"}, {"from_base": 1}, {"continue": True}, [True])]
+    newer_run = wait_for_run(client, admin_headers, client.post("/api/admin/training", headers=admin_headers,
+                                                                json={"from_base": True}).get_json()["run_id"])
+    newer = newer_run["version"]
 
+    assert [r.status_code for r in bad] == [400] * 4
+    assert [r.get_json()["error"]["code"] for r in bad] == ["invalid_field", "invalid_field", "unknown_field",
+                                                            "invalid_json"]
+    assert newer_run["kind"] == "from_base" and len(stored(trainer_app, "training_runs")) == 2  # none for bad bodies
     rolled_back = client.post(f"/api/admin/models/{older}/activate", headers=admin_headers)
     unknown = client.post("/api/admin/models/model_19990101_000000/activate", headers=admin_headers)
     traversal = client.post("/api/admin/models/..%2F..%2Fetc/activate", headers=admin_headers)

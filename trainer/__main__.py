@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     """The commands; those of the supervisor are listed for --help and parsed by `python -m jobs`."""
     parser = argparse.ArgumentParser(prog="python -m trainer", description="Distil logged conversations into a local model.")
     commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="fine-tune a new version now [--force] (under the training lease)")
+    train = commands.add_parser("train", help="fine-tune a new version now [--force] [--from-base] "
+                                              "(under the training lease)")
     train.add_argument("--run-id", type=int, required=True, help=argparse.SUPPRESS)  # the supervisor's claimed run
     train.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
     train.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)

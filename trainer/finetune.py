@@ -9,10 +9,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import random
+import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -61,18 +63,30 @@ def load_base(base_model: str, dtype=torch.float32):
     return tokenizer, model
 
 
-def wrap_for_training(model, settings: TrainSettings):
-    """LoRA adapters on every linear projection, or the whole model for full fine-tuning."""
+def wrap_for_training(model, settings: TrainSettings, adapter: Path | None = None):
+    """LoRA adapters on every linear projection (new, or the saved ``adapter`` to continue), or the whole
+    model for full fine-tuning."""
     if settings.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     if settings.full_finetune:
         return model
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if adapter is not None:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=True)
 
     config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                         target_modules="all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def saved_adapter(model) -> tempfile.TemporaryDirectory:
+    """The LoRA adapter (safetensors and its config) written to a temporary folder, before merging removes it."""
+    folder = tempfile.TemporaryDirectory(prefix="adapter-")
+    model.save_pretrained(folder.name)
+    (Path(folder.name) / "README.md").unlink(missing_ok=True)  # peft's model card template
+    return folder
 
 
 def causal_lm(model):

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 import time
+from contextlib import nullcontext
 from importlib.metadata import version as package_version
+from pathlib import Path
 
-from config import RunConfig, TrainSettings, configure_logging
+from assistant.local_model import load_version
 from assistant.safety.screener import Screener
+from config import RunConfig, TrainSettings, configure_logging
 from embeddings.model import shared_embedder
 from hardware import set_torch_threads
 from registry.store import Registry
@@ -22,8 +26,9 @@ from storage.repo import NO_ELIGIBLE_REPLIES, Repo
 from storage.training_runs import TrainingRuns
 from trainer.dataset import Split, load_split, to_datasets, without_near_duplicates
 from trainer.evaluate import Verdict, eval_loss, gate
-from trainer.finetune import TrainerError, load_base, train, wrap_for_training
+from trainer.finetune import TrainerError, load_base, saved_adapter, train, wrap_for_training
 from trainer.judge import Reader, summary
+from trainer.plan import RunPlan, plan_run
 from trainer.tokens import Features, render
 
 log = logging.getLogger(__name__)
@@ -42,10 +47,14 @@ def run_training(database_url: str, run_id: int) -> str:
         if embedder is None:
             log.warning("Near-duplicate examples are kept and replies are not compared with Groq's: "
                         "the sentence-embedding model did not load (%s)", error)
-        split = _without_near_duplicates(embedder, runs, run_id, _examples(config, Repo(engine), registry))
-        reader = Reader.for_run(split.eval, config.train.eval_replies, config.train.seed,
+        active = registry.active()
+        plan = plan_run(config, active, _examples(config, Repo(engine), registry), runs.last_watermark())
+        log.info("Training run %s: %s (%s)", run_id, plan.kind, plan.reason)
+        runs.update(run_id, kind=plan.kind)
+        plan = plan.with_split(_without_near_duplicates(embedder, runs, run_id, plan.split))
+        reader = Reader.for_run(plan.split.eval, config.train.eval_replies, config.train.seed,
                                 Screener.load(config.embeddings_dir), embedder)
-        outcome = _train_and_register(config, runs, registry, split, run_id, reader)
+        outcome = _train_and_register(config, runs, registry, plan, active, run_id, reader)
         runs.finish(run_id, **outcome)
         return outcome["status"]
     except (TrainerError, RegistryError) as e:  # their messages are advice for the admin as they stand
@@ -88,24 +97,24 @@ def _without_near_duplicates(embedder, runs: TrainingRuns, run_id: int, split: S
     return kept
 
 
-def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registry, split: Split, run_id: int,
-                        reader: Reader) -> dict:
+def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registry, plan: RunPlan,
+                        active: Version | None, run_id: int, reader: Reader) -> dict:
     """Fine-tune, compare with the active version and the base model, save; the fields that close the run."""
     started = time.monotonic()
-    ts = config.train
+    ts, split = config.train, plan.split
     threads = set_torch_threads(ts.threads)
     log.info("Training run %s: %d train and %d eval examples, %d threads",
              run_id, len(split.train), len(split.eval), threads)
-    runs.update(run_id, train_examples=len(split.train), eval_examples=len(split.eval), watermark=split.watermark)
-    active = registry.active()
+    runs.update(run_id, train_examples=len(split.train), eval_examples=len(split.eval), watermark=plan.watermark)
     active_loss, active_replies = _read_version(registry.local(active), active.name, split, ts, reader) \
         if active else (None, None)
     tokenizer, model = load_base(config.base_model)
     train_features, eval_features = _tokenised(tokenizer, split, ts.max_seq_len)
     base_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
-    model = wrap_for_training(model, ts)
+    model = wrap_for_training(model, ts, registry.local(plan.parent) if plan.parent else None)
     result = train(model, train_features, tokenizer.pad_token_id, ts, _progress_reporter(runs, run_id))
     candidate_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
+    adapter = None if ts.full_finetune else saved_adapter(model)
     model = _ready_to_generate(model, ts)
     evaluation = reader.read("candidate", model, tokenizer)
     log.info("Held-out replies read: %d, similarity %s, unsafe %d, degenerate %d", evaluation["examples"],
@@ -116,18 +125,31 @@ def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registr
     metrics = {"base_loss": base_loss, "active_loss": active_loss, "candidate_loss": candidate_loss,
                "train_loss": result.final_loss, "steps": result.steps, "supervised_tokens": result.supervised_tokens}
     metadata = {"run_id": run_id, "base_model": config.base_model, "active_at_start": active.name if active else None,
-                "examples": {"train": len(train_features), "eval": len(eval_features)}, "watermark": split.watermark,
+                "kind": plan.kind, "kind_reason": plan.reason, "parent": plan.parent and plan.parent.name,
+                "runs_since_base": plan.runs_since_base, "trained_on": plan.trained_on(),
+                "weights": "full" if adapter is None else "adapter",
+                "examples": {"train": len(train_features), "eval": len(eval_features)}, "watermark": plan.watermark,
                 "metrics": metrics, "evaluation": evaluation,
                 "gate": {"passed": verdict.promote, "reason": verdict.reason},
                 "duration_s": round(time.monotonic() - started, 1), "settings": config.to_dict(),
                 "libraries": {name: package_version(name) for name in LIBRARIES}}
-    version = registry.save(lambda folder: (model.save_pretrained(folder), tokenizer.save_pretrained(folder)),
-                            metadata)
+    with adapter or nullcontext() as adapter_files:
+        version = registry.save(lambda folder: (_write_weights(folder, model, adapter_files),
+                                                tokenizer.save_pretrained(folder)), metadata)
     _promote_or_keep(registry, version, verdict)
     log.info("Training complete (%.1fs)", time.monotonic() - started)
     return {"status": "succeeded" if verdict.promote else "rejected", "version": version.name,
             "base_loss": base_loss, "active_loss": active_loss, "candidate_loss": candidate_loss,
             "error": None if verdict.promote else verdict.reason}
+
+
+def _write_weights(folder: Path, model, adapter_files: str | None) -> None:
+    """The adapter's files when there is one (the merged model stays in memory), else the full weights."""
+    if adapter_files is None:
+        model.save_pretrained(folder)
+        return
+    for path in Path(adapter_files).iterdir():
+        shutil.copy2(path, folder / path.name)
 
 
 def _tokenised(tokenizer, split: Split, max_len: int) -> tuple[list[Features], list[Features]]:
@@ -163,7 +185,7 @@ def _promote_or_keep(registry: Registry, version: Version, verdict: Verdict) -> 
 
 def _read_version(path, name: str, split: Split, ts: TrainSettings, reader: Reader) -> tuple[float | None, dict]:
     """Eval loss and held-out replies of a saved version, freed again before the base model is loaded."""
-    tokenizer, model = load_base(str(path))
+    tokenizer, model = load_version(path, lambda base: load_base(base)[1])
     features = _features(tokenizer, [e.messages for e in split.eval], ts.max_seq_len)
     loss = eval_loss(model, features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
     replies = reader.read(name, model, tokenizer)

@@ -158,7 +158,10 @@ def _schemas(max_chars: int) -> dict:
         "Version": _object({"name": STRING, "active": BOOLEAN, "rejected": BOOLEAN, "run_id": {},
                             "metrics": {"type": "object"}, "examples": {"type": "object"},
                             "gate": {"type": "object"}, "duration_s": {},
-                            "evaluation": {"type": ["object", "null"]}}, ("name", "active", "rejected")),
+                            "evaluation": {"type": ["object", "null"]},
+                            "parent": {**NULLABLE_STRING, "description": "The version this one continued from."},
+                            "trained_on": {"type": ["object", "null"], "description": "new, replay, held_out"},
+                            "weights": {"enum": ["adapter", "full"]}}, ("name", "active", "rejected")),
     }
 
 
@@ -270,9 +273,14 @@ def document(max_chars: int) -> dict:
                                   "runs": {"type": "array", "items": _ref("Run")},
                                   "running": {"anyOf": [_ref("Run"), {"type": "null"}]}}, ("runs", "running")))},
                               admin=True),
-            "post": _operation("training.start", "Start a training run now, whatever the count of new messages.",
-                               {"202": _json("Started.", _object({"run_id": ID, "status": {"const": "running"}},
-                                                                 ("run_id", "status")))}, 409, admin=True),
+            "post": _operation(
+                "training.start", "Start a training run now, whatever the count of new messages. It continues the "
+                "active version's adapter on what is new, with a replay of older examples, unless from_base is true.",
+                {"202": _json("Started.", _object({"run_id": ID, "status": {"const": "running"}},
+                                                  ("run_id", "status")))}, 400, 409, admin=True,
+                requestBody={"required": False, "content": {"application/json": {"schema": _object(
+                    {"from_base": {**NULLABLE_BOOLEAN, "description": "Retrain from the base model on the whole "
+                                                                     "history."}}, (), closed=True)}}}),
         },
         "/api/admin/models": {"get": _operation(
             "training.models",

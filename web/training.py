@@ -12,7 +12,7 @@ from web.auth import admin_only
 from web.chat import STATUS_BY_ERROR
 from web.errors import ApiError
 from web.services import services
-from web.validation import try_request
+from web.validation import training_request, try_request
 
 bp = Blueprint("training", __name__, url_prefix="/api/admin")
 
@@ -29,9 +29,12 @@ def runs():
 @bp.post("/training")
 @admin_only
 def start():
-    """Start a run now, whatever the count of new messages; 409 while one runs."""
+    """Start a run now, whatever the count of new messages; 409 while one runs.
+
+    It continues the active version unless the body asks for ``{"from_base": true}``."""
+    from_base = training_request(request)
     try:
-        run_id = services().training.supervisor.start_now("admin")
+        run_id = services().training.supervisor.start_now("admin", from_base)
     except TrainingBusy as e:
         raise ApiError(409, "training_running", f"{e} Wait for it to finish; GET /api/admin/training shows it.")
     return jsonify({"run_id": run_id, "status": "running"}), 202

@@ -133,6 +133,13 @@ def consent_request(request: Request) -> bool:
     return consent
 
 
+def training_request(request: Request) -> bool:
+    """Validate POST /api/admin/training: whether to retrain from the base model (no body: continue)."""
+    if not request.get_data():
+        return False
+    return bool(json_object(request, {"from_base": bool})["from_base"])
+
+
 def page_request(request: Request) -> tuple[int, int | None]:
     """``limit`` (1..MAX_PAGE, PAGE by default) and ``before`` (a message id) of a history request."""
     limit = _whole_number(request.args.get("limit"), "limit", 1, MAX_PAGE)

@@ -82,7 +82,8 @@ function runItem(run) {
   item.className = `run ${run.status}`;
   item.dataset.runId = run.id;
   const title = document.createElement("h3");
-  title.textContent = `Run ${run.id}: ${run.status} (${run.trigger})`;
+  const kind = { incremental: "continues the active version", from_base: "from the base model" }[run.kind];
+  title.textContent = `Run ${run.id}: ${run.status} (${run.trigger}${kind ? `, ${kind}` : ""})`;
   const facts = document.createElement("p");
   const eta = run.status === "running" && run.eta_s !== null ? `, about ${Math.round(run.eta_s)} s left` : "";
   facts.textContent = `Started ${when(run.started_at)}; step ${run.step} of ${run.total_steps ?? "?"}${eta}. ` +
@@ -106,9 +107,12 @@ function modelRow(version) {
   const row = document.createElement("tr");
   row.dataset.version = version.name;
   const state = version.active ? "active" : version.rejected ? "rejected by the gate" : "kept";
-  const examples = version.examples ? `${version.examples.train ?? "?"} / ${version.examples.eval ?? "?"}` : "–";
+  const trained = version.trained_on ? `${version.trained_on.new} new + ${version.trained_on.replay} replayed`
+    : version.examples?.train ?? "?";
+  const examples = version.examples ? `${trained} / ${version.examples.eval ?? "?"}` : "–";
   const judged = version.evaluation;
-  row.append(cell(version.name), cell(state), cell(loss(version.metrics.candidate_loss)),
+  const lineage = version.parent ? `continues ${version.parent}` : version.trained_on ? "from the base model" : "";
+  row.append(cell(lineage ? `${version.name} (${lineage})` : version.name), cell(state), cell(loss(version.metrics.candidate_loss)),
              cell(loss(version.metrics.base_loss)), cell(examples),
              cell(judged ? similarity(judged.similarity) : "–"),
              cell(judged ? `${judged.unsafe} / ${judged.degenerate} of ${judged.examples}` : "–"));
@@ -268,7 +272,10 @@ $("sign-out").addEventListener("click", () => {
 
 $("train-now").addEventListener("click", async () => {
   try {
-    const { run_id: runId } = await api("/api/admin/training", { method: "POST" });
+    const fromBase = $("train-from-base").checked;
+    const { run_id: runId } = await api("/api/admin/training", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ from_base: fromBase }),
+    });
     $("train-status").textContent = `Run ${runId} started.`;
   } catch (error) {
     $("train-status").textContent = error.message;

@@ -1,0 +1,95 @@
+"""Incremental runs: a run continues the active version's adapter on what is new; adapter versions serve and roll back."""
+
+from pathlib import Path
+
+from tests.conftest import stored
+from tests.fakes.groq_server import Behaviour
+from tests.test_local_ai import loaded_version, local_app, wait_for
+from tests.test_trainer_e2e import PATTERN, WORRIES, hold_conversations, train_env, trainer_cli  # noqa: F401 (fixture)
+
+ADAPTER_FILES = {"adapter_model.safetensors", "adapter_config.json"}
+
+
+def more_conversations(client, fake_groq, count):
+    """New single-turn conversations, worded unlike the first ones, each with one eligible reply."""
+    fake_groq.default = Behaviour(text=PATTERN)
+    for worry in WORRIES[:count]:
+        assert client.post("/api/chat", json={"message": f"How should I prepare for {worry}?"}).status_code == 200
+
+
+def versions_of_runs(app):
+    registry = app.extensions["therapistai"].registry
+    return [(run, registry.get(run["version"])) for run in stored(app, "training_runs")]
+
+
+def test_a_second_run_continues_the_first_on_what_is_new_and_a_from_base_run_has_no_parent(
+        app, client, fake_groq, train_env, admin_headers):
+    hold_conversations(client, fake_groq)
+    assert trainer_cli("train", env=train_env).returncode == 0
+    (first_run, first), = versions_of_runs(app)
+    more_conversations(client, fake_groq, 12)
+    new_replies = app.extensions["therapistai"].repo.count_eligible_replies(first.metadata["watermark"])
+
+    second_result = trainer_cli("train", env=train_env)
+    from_base_result = trainer_cli("train", "--force", "--from-base", env=train_env)
+
+    assert second_result.returncode == 0, second_result.stderr
+    assert from_base_result.returncode == 0, from_base_result.stderr
+    (_, first), (second_run, second), (third_run, third) = versions_of_runs(app)
+    assert first.metadata["parent"] is None and first.metadata["kind"] == first_run["kind"] == "from_base"
+    assert second.metadata["parent"] == first.name and second_run["kind"] == "incremental"
+    trained_on = second.metadata["trained_on"]
+    assert second_run["near_duplicates"] == 0 and new_replies == 12
+    assert trained_on["new"] + trained_on["held_out"] == new_replies and trained_on["new"] > 0
+    assert trained_on["replay"] == min(trained_on["new"], first.metadata["trained_on"]["new"])  # ratio 1.0
+    assert second_run["train_examples"] == trained_on["new"] + trained_on["replay"]
+    assert second.metadata["runs_since_base"] == 1 and second.metadata["watermark"] > first.metadata["watermark"]
+    assert third.metadata["parent"] is None and third_run["kind"] == "from_base"
+    assert third.metadata["kind_reason"] == "a retrain from the base model was asked for"
+    assert third.metadata["trained_on"] == {"new": 0, "replay": third_run["train_examples"], "held_out": 0}
+    for version in (first, second, third):
+        files = {p.name for p in Path(version.path).iterdir()}
+        assert ADAPTER_FILES <= files and not any(name.startswith("model") for name in files)  # no full weights
+        assert version.metadata["weights"] == "adapter"
+    listed = {v["name"]: v for v in client.get("/api/admin/models", headers=admin_headers).get_json()["versions"]}
+    assert listed[second.name]["parent"] == first.name and listed[second.name]["trained_on"] == trained_on
+    runs = client.get("/api/admin/training", headers=admin_headers).get_json()["runs"]
+    assert [r["kind"] for r in runs] == ["from_base", "incremental", "from_base"]
+
+
+def test_with_train_full_every_1_every_run_retrains_from_the_base(app, client, fake_groq, train_env):
+    hold_conversations(client, fake_groq)
+    env = {**train_env, "TRAIN_FULL_EVERY": "1"}
+    assert trainer_cli("train", env=env).returncode == 0
+    more_conversations(client, fake_groq, 12)
+
+    result = trainer_cli("train", env=env)
+
+    assert result.returncode == 0, result.stderr
+    (_, first), (run, second) = versions_of_runs(app)
+    assert run["kind"] == "from_base" and second.metadata["parent"] is None
+    assert "TRAIN_FULL_EVERY" in second.metadata["kind_reason"]
+    assert second.metadata["trained_on"]["replay"] > 0  # the whole history, not only what is new
+
+
+def test_a_chain_of_adapter_versions_serves_and_rolls_back(
+        app, client, fake_groq, train_env, make_app, settings, admin_headers):
+    hold_conversations(client, fake_groq)
+    assert trainer_cli("train", env=train_env).returncode == 0
+    more_conversations(client, fake_groq, 12)
+    assert trainer_cli("train", env=train_env).returncode == 0
+    (_, first), (_, second) = versions_of_runs(app)
+    assert second.metadata["parent"] == first.name
+    assert client.post(f"/api/admin/models/{second.name}/activate", headers=admin_headers).status_code == 200
+    served = local_app(make_app, settings)
+    chat = served.test_client()
+    wait_for(lambda: loaded_version(served) == second.name, timeout=60)
+
+    newest = chat.post("/api/chat", json={"message": "I feel anxious about my exams"}).get_json()
+    rolled_back = chat.post(f"/api/admin/models/{first.name}/activate", headers=admin_headers)
+    wait_for(lambda: loaded_version(served) == first.name, timeout=60)
+    older = chat.post("/api/chat", json={"message": "I feel anxious about my exams"}).get_json()
+
+    assert newest["source"] == "local" and newest["model"] == second.name and "breathing" in newest["reply"]
+    assert rolled_back.status_code == 200
+    assert older["source"] == "local" and older["model"] == first.name and "breathing" in older["reply"]
