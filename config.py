@@ -39,7 +39,8 @@ class TrainSettings:
     batch_tokens: int = 1024  # TRAIN_BATCH_TOKENS: padded tokens per micro-batch (memory grows with it)
     grad_accum: int = 2  # TRAIN_GRAD_ACCUM: micro-batches per optimiser step
     max_seq_len: int = 512  # TRAIN_MAX_SEQ_LEN: longer examples lose their oldest turns
-    gradient_checkpointing: bool = True  # TRAIN_GRADIENT_CHECKPOINTING: memory for compute
+    gradient_checkpointing: bool = True  # TRAIN_GRADIENT_CHECKPOINTING: on layers TRAIN_MEMORY_MB cannot hold; 0: none
+    memory_mb: int = 2048  # TRAIN_MEMORY_MB: the training process's budget, which sets how many layers are checkpointed
     bf16: str = "auto"  # TRAIN_BF16: auto (where the CPU has bf16), 1 or 0
     threads: int = 0  # TRAIN_THREADS: 0 = the container's CPU quota
     seed: int = 42  # TRAIN_SEED
@@ -65,6 +66,7 @@ class TrainSettings:
             grad_accum=env.number("TRAIN_GRAD_ACCUM", d.grad_accum, int, minimum=1),
             max_seq_len=env.number("TRAIN_MAX_SEQ_LEN", d.max_seq_len, int, minimum=16),
             gradient_checkpointing=env.flag("TRAIN_GRADIENT_CHECKPOINTING", d.gradient_checkpointing),
+            memory_mb=env.number("TRAIN_MEMORY_MB", d.memory_mb, int, minimum=256),
             bf16=env.tristate("TRAIN_BF16"),
             threads=env.number("TRAIN_THREADS", d.threads, int, minimum=0),
             seed=env.number("TRAIN_SEED", d.seed, int, minimum=0),

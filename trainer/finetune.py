@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from config import TrainSettings
 from hardware import use_bf16
+from trainer.checkpointing import checkpoint_layers
 from trainer.tokens import IGNORE, Features, collate, length_grouped_batches
 
 log = logging.getLogger(__name__)
@@ -65,27 +66,34 @@ def load_base(base_model: str, dtype=torch.float32):
 
 def wrap_for_training(model, settings: TrainSettings, adapter: Path | None = None):
     """LoRA adapters on every linear projection (new, or the saved ``adapter`` to continue), or the whole
-    model for full fine-tuning."""
-    if settings.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model for full fine-tuning; checkpointing on the layers TRAIN_MEMORY_MB cannot hold."""
     model.config.use_cache = False
-    if settings.full_finetune:
-        return model
+    if not settings.full_finetune:
+        model = _with_lora(model, settings, adapter)
+    checkpointed, layers = checkpoint_layers(causal_lm(model), settings)
+    log.info("Activation checkpointing on %d of %d layers (TRAIN_MEMORY_MB %d)", checkpointed, layers,
+             settings.memory_mb)
+    return model
+
+
+def _with_lora(model, settings: TrainSettings, adapter: Path | None):
+    """The model with LoRA adapters, new or read from a saved version to continue."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if adapter is not None:
         return PeftModel.from_pretrained(model, adapter, is_trainable=True)
+    return get_peft_model(model, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                                            lora_dropout=settings.lora_dropout, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
 
-    config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
-                        target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
 
-
-def saved_adapter(model) -> tempfile.TemporaryDirectory:
-    """The LoRA adapter (safetensors and its config) written to a temporary folder, before merging removes it."""
+def saved_adapter(model, tokenizer) -> tempfile.TemporaryDirectory:
+    """The LoRA adapter (safetensors and its config) and the tokenizer written to a temporary folder: an
+    adapter version's files, before the version exists."""
     folder = tempfile.TemporaryDirectory(prefix="adapter-")
     model.save_pretrained(folder.name)
     (Path(folder.name) / "README.md").unlink(missing_ok=True)  # peft's model card template
+    tokenizer.save_pretrained(folder.name)
     return folder
 
 

@@ -114,8 +114,8 @@ def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registr
     model = wrap_for_training(model, ts, registry.local(plan.parent) if plan.parent else None)
     result = train(model, train_features, tokenizer.pad_token_id, ts, _progress_reporter(runs, run_id))
     candidate_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
-    adapter = None if ts.full_finetune else saved_adapter(model)
-    model = _ready_to_generate(model, ts)
+    files = None if ts.full_finetune else saved_adapter(model, tokenizer)
+    model = _ready_to_generate(model if files is None else model.merge_and_unload())  # merged, as served
     evaluation = reader.read("candidate", model, tokenizer)
     log.info("Held-out replies read: %d, similarity %s, unsafe %d, degenerate %d", evaluation["examples"],
              evaluation["similarity"], evaluation["unsafe"], evaluation["degenerate"])
@@ -127,15 +127,14 @@ def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registr
     metadata = {"run_id": run_id, "base_model": config.base_model, "active_at_start": active.name if active else None,
                 "kind": plan.kind, "kind_reason": plan.reason, "parent": plan.parent and plan.parent.name,
                 "runs_since_base": plan.runs_since_base, "trained_on": plan.trained_on(),
-                "weights": "full" if adapter is None else "adapter",
+                "weights": "full" if files is None else "adapter",
                 "examples": {"train": len(train_features), "eval": len(eval_features)}, "watermark": plan.watermark,
                 "metrics": metrics, "evaluation": evaluation,
                 "gate": {"passed": verdict.promote, "reason": verdict.reason},
                 "duration_s": round(time.monotonic() - started, 1), "settings": config.to_dict(),
                 "libraries": {name: package_version(name) for name in LIBRARIES}}
-    with adapter or nullcontext() as adapter_files:
-        version = registry.save(lambda folder: (_write_weights(folder, model, adapter_files),
-                                                tokenizer.save_pretrained(folder)), metadata)
+    with files or nullcontext() as adapter_folder:
+        version = registry.save(lambda folder: _write_version(folder, model, tokenizer, adapter_folder), metadata)
     _promote_or_keep(registry, version, verdict)
     log.info("Training complete (%.1fs)", time.monotonic() - started)
     return {"status": "succeeded" if verdict.promote else "rejected", "version": version.name,
@@ -143,12 +142,14 @@ def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registr
             "error": None if verdict.promote else verdict.reason}
 
 
-def _write_weights(folder: Path, model, adapter_files: str | None) -> None:
-    """The adapter's files when there is one (the merged model stays in memory), else the full weights."""
-    if adapter_files is None:
+def _write_version(folder: Path, model, tokenizer, adapter_folder: str | None) -> None:
+    """The adapter's files and the tokenizer when there is an adapter (the merged model stays in memory),
+    else the full weights and the tokenizer."""
+    if adapter_folder is None:
         model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
         return
-    for path in Path(adapter_files).iterdir():
+    for path in Path(adapter_folder).iterdir():
         shutil.copy2(path, folder / path.name)
 
 
@@ -166,12 +167,11 @@ def _features(tokenizer, conversations: list[list[dict]], max_len: int) -> list[
     return [f for f in rendered if f is not None]
 
 
-def _ready_to_generate(model, ts: TrainSettings):
-    """The fine-tuned weights (LoRA merged in), set up to generate as a saved version will."""
-    merged = model if ts.full_finetune else model.merge_and_unload()
-    merged.activation_checkpointing_disable()
-    merged.config.use_cache = True
-    return merged.eval()
+def _ready_to_generate(model):
+    """The fine-tuned weights, set up to generate as a saved version will."""
+    model.activation_checkpointing_disable()
+    model.config.use_cache = True
+    return model.eval()
 
 
 def _promote_or_keep(registry: Registry, version: Version, verdict: Verdict) -> None:
