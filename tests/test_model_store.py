@@ -149,9 +149,13 @@ def test_a_trainer_and_a_web_replica_share_only_the_database_and_the_bucket(
         wait_for_model(base_url, first)
 
     assert {source for source, _ in before} == {"groq"}  # no version yet
-    for name in (first, second):  # each process has its own copy: nothing but the bucket is shared
-        assert (Path(web.model_dir) / name / "model.safetensors").is_file()
-        assert (Path(trainer.model_dir) / name / "model.safetensors").is_file()
+    # each process has its own copy: nothing but the bucket is shared. The trained version holds an
+    # adapter; the one saved from a whole model holds its weights.
+    for name, weights in ((first, "adapter_model.safetensors"), (second, "model.safetensors")):
+        web_copy, trainer_copy = Path(web.model_dir) / name, Path(trainer.model_dir) / name
+        assert (web_copy / weights).read_bytes() == (trainer_copy / weights).read_bytes()
+        # the replica reads metadata from the bucket; its cache holds the version's files
+        assert {p.name for p in web_copy.iterdir()} == {p.name for p in trainer_copy.iterdir()} - {"metadata.json"}
 
 
 def test_a_replica_forgets_cached_versions_that_retention_removed_from_the_bucket(stores, tiny_model_dir):

@@ -202,12 +202,13 @@ def test_chat_page_screenshots_at_desktop_and_phone_width(browser, site, fake_gr
 def test_the_dashboard_rejects_a_wrong_token_then_shows_runs_and_activates_a_version(
         browser, site, app, settings, tiny_model_dir, client):
     older = save_version(settings, tiny_model_dir)
-    newer = save_version(settings, tiny_model_dir)
+    newer = save_version(settings, tiny_model_dir, parent=older, trained_on={"new": 90, "replay": 90, "held_out": 10},
+                         examples={"train": 180, "eval": 100})
     runs = TrainingRuns(app.extensions["therapistai"].repo.engine)
     run = runs.start("auto", {}).id
     for step, value in enumerate((2.5, 1.9, 1.2, 0.8), start=1):
         runs.progress(run, step, 4, value, 0)
-    runs.finish(run, "succeeded", version=newer, base_loss=2.6, candidate_loss=0.9)
+    runs.finish(run, "succeeded", version=newer, base_loss=2.6, candidate_loss=0.9, kind="incremental")
     client.post("/api/chat", json={"message": "hello"})
     browser.get(f"{site}/admin")
 
@@ -219,6 +220,9 @@ def test_the_dashboard_rejects_a_wrong_token_then_shows_runs_and_activates_a_ver
     wait_until(lambda: browser.find_element(By.ID, "dashboard").is_displayed(), what="the dashboard")
     run_item = browser.find_element(By.CSS_SELECTOR, f"#runs [data-run-id='{run}']")
     assert "succeeded" in run_item.text and newer in run_item.text
+    assert "(auto, continues the active version)" in run_item.text
+    newer_row = browser.find_element(By.CSS_SELECTOR, f"tr[data-version='{newer}']").text
+    assert f"continues {older}" in newer_row and "90 new + 90 replayed / 100" in newer_row
     points = run_item.find_element(By.CSS_SELECTOR, "polyline").get_attribute("points").split()
     assert len(points) == 4 and float(points[0].split(",")[1]) < float(points[-1].split(",")[1])  # loss falls
     assert browser.find_elements(By.CSS_SELECTOR, "#per-day rect.bar-user")

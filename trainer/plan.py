@@ -15,8 +15,8 @@ from registry.versions import Version
 from trainer.dataset import Example, Split
 
 # Held-out examples whose loss is measured, drawn across the whole history: enough for a steady
-# mean, and a cost that does not grow with the history (2,000 held-out examples would take minutes).
-EVAL_LOSS_EXAMPLES = 200
+# mean, and a cost that does not grow with the history (at 20k replies, 10% held out would take minutes).
+EVAL_LOSS_EXAMPLES = 100
 LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout")
 
 
