@@ -7,6 +7,8 @@ the same examples, one epoch; TRL with its defaults (prompt-completion data, so
 loss on the completion only; gradient checkpointing; batches of 4). Each side
 runs in its own process so its peak RSS is its own, in alternating rounds. TRL
 is not a project dependency: `pip install -r bench/requirements-trl.txt` first.
+TRAIN_* flags in the environment apply to both sides where they mean something to
+TRL (LoRA, learning rate, sequence length) and to ours (TRAIN_MEMORY_MB…).
 Prints JSON: supervised tokens/s and peak RSS of each (medians), and ratios.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -69,13 +72,19 @@ def features(folder: Path, count: int, max_len: int):
     return tokenizer, [render(tokenizer, m, max_len) for m in conversations(count, seed=7)]
 
 
+def train_settings():
+    """The TRAIN_* flags from the environment (TRAIN_MEMORY_MB, TRAIN_BATCH_TOKENS…), one epoch."""
+    from config import Settings
+
+    return replace(Settings.from_env(os.environ).train, epochs=1)
+
+
 def run_ours(folder: Path, count: int) -> dict:
     """trainer.finetune.train with its defaults, one epoch."""
-    from config import TrainSettings
     from hardware import set_torch_threads
     from trainer.finetune import load_base, train, wrap_for_training
 
-    settings = replace(TrainSettings(), epochs=1)
+    settings = train_settings()
     set_torch_threads(settings.threads)
     tokenizer, examples = features(folder, count, settings.max_seq_len)
     _, model = load_base(str(folder))
@@ -91,11 +100,10 @@ def run_trl(folder: Path, count: int) -> dict:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from config import TrainSettings
     from hardware import set_torch_threads, use_bf16
     from trainer.finetune import load_base
 
-    settings = replace(TrainSettings(), epochs=1)
+    settings = train_settings()
     set_torch_threads(settings.threads)
     tokenizer, examples = features(folder, count, settings.max_seq_len)
     rows = [{"prompt": m[:-1], "completion": m[-1:]} for m in conversations(count, seed=7)]

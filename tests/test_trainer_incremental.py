@@ -93,3 +93,18 @@ def test_a_chain_of_adapter_versions_serves_and_rolls_back(
     assert newest["source"] == "local" and newest["model"] == second.name and "breathing" in newest["reply"]
     assert rolled_back.status_code == 200
     assert older["source"] == "local" and older["model"] == first.name and "breathing" in older["reply"]
+
+
+def test_train_full_stores_full_weights_and_the_next_run_retrains_from_the_base(app, client, fake_groq, train_env):
+    hold_conversations(client, fake_groq)
+    assert trainer_cli("train", env={**train_env, "TRAIN_FULL": "1"}).returncode == 0
+    more_conversations(client, fake_groq, 12)
+
+    result = trainer_cli("train", env=train_env)
+
+    assert result.returncode == 0, result.stderr
+    (_, full), (run, after) = versions_of_runs(app)
+    files = {p.name for p in Path(full.path).iterdir()}
+    assert "model.safetensors" in files and not files & ADAPTER_FILES and full.metadata["weights"] == "full"
+    assert run["kind"] == "from_base" and after.metadata["parent"] is None  # a full version has no adapter to continue
+    assert ADAPTER_FILES <= {p.name for p in Path(after.path).iterdir()}
