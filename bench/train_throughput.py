@@ -3,8 +3,8 @@
 Random weights with SmolLM2-135M's architecture (DESIGN.md), a locally trained
 tokenizer, and synthetic conversations of varied length. Both sides train the
 same LoRA (r=16, all linear layers) with the same precision and learning rate on
-the same examples, one epoch; TRL with its defaults (prompt-completion data, so
-loss on the completion only; gradient checkpointing; batches of 4). Each side
+the same tokens, one epoch; TRL with its defaults (loss on the completion only;
+gradient checkpointing; batches of 4). Each side
 runs in its own process so its peak RSS is its own, in alternating rounds. TRL
 is not a project dependency: `pip install -r bench/requirements-trl.txt` first.
 TRAIN_* flags in the environment apply to both sides where they mean something to
@@ -94,25 +94,35 @@ def run_ours(folder: Path, count: int) -> dict:
 
 
 def run_trl(folder: Path, count: int) -> dict:
-    """TRL's SFTTrainer with its defaults: prompt-completion data (completion-only loss), gradient
-    checkpointing, bf16, batches of 4 padded to their longest; the same LoRA, examples and learning rate."""
+    """TRL's SFTTrainer with its defaults: completion-only loss, gradient checkpointing, bf16, batches
+    of 4 padded to their longest; the same LoRA, learning rate and tokens.
+
+    The examples go in tokenised, with a completion mask (TRL's processed-dataset form), exactly as
+    the project's trainer sees them. Given the raw prompt-completion conversations instead, TRL's
+    truncation at max_length keeps each example's start: it dropped 21 of the 48 examples whose
+    prompt filled the window and cut the replies of others, training on 4,800 supervised tokens of
+    the 11,186 the project's trainer learns from. Supervised tokens are counted from what TRL
+    prepared, as the project's trainer counts its own.
+    """
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     from hardware import set_torch_threads, use_bf16
     from trainer.finetune import load_base
+    from trainer.tokens import IGNORE
 
     settings = train_settings()
     set_torch_threads(settings.threads)
     tokenizer, examples = features(folder, count, settings.max_seq_len)
-    rows = [{"prompt": m[:-1], "completion": m[-1:]} for m in conversations(count, seed=7)]
+    rows = [{"input_ids": f.input_ids, "completion_mask": [int(label != IGNORE) for label in f.labels]}
+            for f in examples]
     _, model = load_base(str(folder))
     args = SFTConfig(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=4, num_train_epochs=1,
         max_length=settings.max_seq_len, learning_rate=settings.learning_rate, bf16=use_bf16(settings.bf16),
         use_cpu=True, report_to=[], save_strategy="no", logging_strategy="no", dataloader_num_workers=0,
-        seed=settings.seed,
+        seed=settings.seed, completion_only_loss=True,  # its default for prompt-completion data, said for tokenised data
     )
     lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM")
@@ -121,8 +131,8 @@ def run_trl(folder: Path, count: int) -> dict:
     started = time.monotonic()
     trainer.train()
     seconds = time.monotonic() - started
-    return {"supervised_tokens": sum(f.supervised for f in examples), "seconds": seconds,
-            "steps": trainer.state.global_step}
+    supervised = sum(sum(1 for label in labels[1:] if label != IGNORE) for labels in trainer.train_dataset["labels"])
+    return {"supervised_tokens": supervised, "seconds": seconds, "steps": trainer.state.global_step}
 
 
 def child(kind: str, folder: Path, count: int) -> None:

@@ -4,8 +4,7 @@ Reads top to bottom: load, wrap, batch, step, report. Torch and transformers are
 imported by whoever calls in here, never by the chat service.
 
 Our own loop rather than TRL's SFTTrainer: bench/train_throughput.py, 2026-12-07, SmolLM2-135M's
-shape, at 0.92x its tokens/s (TRAIN_BATCH_TOKENS=2048) it peaks at 0.58 of SFTTrainer's memory
-(2.3 against 3.9 GB), and it reports progress to the run record.
+shape, the same tokens: 1.48x its supervised tokens/s at 0.50 of its peak RSS (2.0 against 3.95 GB).
 """
 
 from __future__ import annotations
