@@ -8,7 +8,7 @@ import pytest
 from config import RunConfig, Settings
 from registry.versions import Version
 from trainer.dataset import Example, Split
-from trainer.plan import plan_run
+from trainer.plan import EVAL_LOSS_EXAMPLES, plan_run
 
 CONFIG = RunConfig.from_settings(Settings(base_model="base"))
 
@@ -60,3 +60,14 @@ def test_a_run_starts_from_the_base_on_the_whole_history_when_it_cannot_continue
     assert plan.kind == "from_base" and plan.parent is None and plan.runs_since_base == 0
     assert reason in plan.reason
     assert plan.trained_on() == {"new": 10, "replay": 30, "held_out": 3}  # new since the last run's watermark
+
+
+def test_held_out_loss_reads_a_sample_across_the_history_and_counts_every_new_held_out_example():
+    ids = range(1, 1601)  # one conversation in four held out: 400 held-out examples, 50 of them after 1400
+    history = Split(train=[example(i) for i in ids if i % 4], eval=[example(i) for i in ids if i % 4 == 0])
+
+    plan = plan_run(CONFIG, adapter_version(1400), history, last_watermark=1400)
+
+    held_out_ids = [e.message_id for e in plan.split.eval]
+    assert len(held_out_ids) == EVAL_LOSS_EXAMPLES and min(held_out_ids) < 400 and max(held_out_ids) > 1200
+    assert plan.trained_on() == {"new": 150, "replay": 150, "held_out": 50}

@@ -27,6 +27,7 @@ class RunPlan:
     since: int  # examples newer than this message id are new; older ones are replayed
     split: Split  # what the run trains on and evaluates on
     watermark: int  # the newest message id in the whole history the run was planned on
+    held_out: int  # new examples in held-out conversations (the loss reads a sample of those)
 
     @property
     def kind(self) -> str:
@@ -39,9 +40,8 @@ class RunPlan:
 
     def trained_on(self) -> dict:
         """How many new and replayed examples it trained on, and how many new ones were held out."""
-        new = sum(e.message_id > self.since for e in self.split.train)
-        return {"new": new, "replay": len(self.split.train) - new,
-                "held_out": sum(e.message_id > self.since for e in self.split.eval)}
+        new = _newer(self.split.train, self.since)
+        return {"new": new, "replay": len(self.split.train) - new, "held_out": self.held_out}
 
     def with_split(self, split: Split) -> "RunPlan":
         return replace(self, split=split)
@@ -58,10 +58,16 @@ def plan_run(config: RunConfig, active: Version | None, split: Split, last_water
     if reason is None and not new:
         reason = f"no new eligible replies since {active.name}"
     if reason is not None:
-        return RunPlan(None, reason, last_watermark, Split(split.train, held_out), split.watermark)
+        return RunPlan(None, reason, last_watermark, Split(split.train, held_out), split.watermark,
+                       _newer(split.eval, last_watermark))
     older = [e for e in split.train if e.message_id <= since]
     replay = _sample(older, round(ts.replay_ratio * len(new)), rng)
-    return RunPlan(active, f"continues {active.name}", since, Split(new + replay, held_out), split.watermark)
+    return RunPlan(active, f"continues {active.name}", since, Split(new + replay, held_out), split.watermark,
+                   _newer(split.eval, since))
+
+
+def _newer(examples: list[Example], since: int) -> int:
+    return sum(e.message_id > since for e in examples)
 
 
 def _from_base_reason(config: RunConfig, active: Version | None) -> str | None:
