@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import desc, func, select, update
+from sqlalchemy import desc, func, or_, select, update
 
 from storage.store import Store
 from storage.tables import TrainingRun, utcnow
@@ -95,6 +95,15 @@ class TrainingRuns(Store):
         """The newest message id a completed run trained on; 0 before the first."""
         with self._read() as db:
             return db.scalar(select(func.max(TrainingRun.watermark)).where(TrainingRun.status.in_(COMPLETED))) or 0
+
+    def completed_since_from_base(self) -> int:
+        """Completed runs after the newest completed one from the base model (runs recorded before
+        kinds were all were); a from-base run the gate rejected counts as one."""
+        completed = TrainingRun.status.in_(COMPLETED)
+        from_base = or_(TrainingRun.kind == "from_base", TrainingRun.kind.is_(None))
+        with self._read() as db:
+            last = db.scalar(select(func.max(TrainingRun.id)).where(completed, from_base)) or 0
+            return db.scalar(select(func.count()).select_from(TrainingRun).where(completed, TrainingRun.id > last))
 
 
 def run_json(run: TrainingRun) -> dict:

@@ -48,7 +48,8 @@ def run_training(database_url: str, run_id: int) -> str:
             log.warning("Near-duplicate examples are kept and replies are not compared with Groq's: "
                         "the sentence-embedding model did not load (%s)", error)
         active = registry.active()
-        plan = plan_run(config, active, _examples(config, Repo(engine), registry), runs.last_watermark())
+        plan = plan_run(config, active, _examples(config, Repo(engine), registry), runs.last_watermark(),
+                        runs.completed_since_from_base())
         log.info("Training run %s: %s (%s)", run_id, plan.kind, plan.reason)
         runs.update(run_id, kind=plan.kind)
         plan = plan.with_split(_without_near_duplicates(embedder, runs, run_id, plan.split))

@@ -47,12 +47,17 @@ class RunPlan:
         return replace(self, split=split)
 
 
-def plan_run(config: RunConfig, active: Version | None, split: Split, last_watermark: int) -> RunPlan:
-    """Continue ``active`` when it can be continued, else retrain from the base on the whole history."""
+def plan_run(config: RunConfig, active: Version | None, split: Split, last_watermark: int,
+             since_from_base: int) -> RunPlan:
+    """Continue ``active`` when it can be continued, else retrain from the base on the whole history.
+
+    ``since_from_base`` counts the completed runs since the last one from the base model, whether
+    or not its version passed the gate: a rejected retrain does not make every later run one.
+    """
     ts = config.train
     rng = random.Random(ts.seed)
     held_out = _sample(split.eval, EVAL_LOSS_EXAMPLES, rng)
-    reason = _from_base_reason(config, active)
+    reason = _from_base_reason(config, active, since_from_base)
     since = active.metadata.get("watermark", 0) if reason is None else last_watermark
     new = [e for e in split.train if e.message_id > since]
     if reason is None and not new:
@@ -70,7 +75,7 @@ def _newer(examples: list[Example], since: int) -> int:
     return sum(e.message_id > since for e in examples)
 
 
-def _from_base_reason(config: RunConfig, active: Version | None) -> str | None:
+def _from_base_reason(config: RunConfig, active: Version | None, since_from_base: int) -> str | None:
     """Why this run cannot continue the active version, or None when it can."""
     ts = config.train
     if config.from_base:
@@ -87,13 +92,13 @@ def _from_base_reason(config: RunConfig, active: Version | None) -> str | None:
     parent_train = meta.get("settings", {}).get("train", {})
     if any(parent_train.get(name) != getattr(ts, name) for name in LORA_FIELDS):
         return f"LORA_R, LORA_ALPHA or LORA_DROPOUT differ from {active.name}'s"
-    if meta.get("runs_since_base", 0) + 1 >= ts.full_every:
+    if since_from_base + 1 >= ts.full_every:
         return f"TRAIN_FULL_EVERY is {ts.full_every}: one run in {ts.full_every} retrains from the base model"
     return None
 
 
 def _sample(examples: list[Example], count: int, rng: random.Random) -> list[Example]:
-    """Up to ``count`` of ``examples``, drawn evenly across them, in message order."""
+    """Up to ``count`` of ``examples``, drawn uniformly at random, in message order."""
     if count >= len(examples):
         return list(examples)
     return sorted(rng.sample(examples, count), key=lambda e: e.message_id)
