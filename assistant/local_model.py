@@ -12,8 +12,6 @@ measures both against plain generate.
 
 from __future__ import annotations
 
-import copy
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -30,8 +28,6 @@ from assistant.completion import without_nul
 from config import LocalSettings
 
 ADAPTER_CONFIG = "adapter_config.json"  # peft's: a version that holds a LoRA adapter, not full weights
-_BASE: dict[str, torch.nn.Module] = {}
-_BASE_LOCK = threading.Lock()
 
 
 class PromptTooLong(ValueError):
@@ -62,7 +58,7 @@ class LoadedModel:
 
     @classmethod
     def load(cls, version: str, path: Path, settings: LocalSettings) -> "LoadedModel":
-        """A saved version's tokenizer and weights, its adapter merged into this process's copy of its base."""
+        """A saved version's tokenizer and weights (an adapter merged into its base)."""
         tokenizer, model = load_version(path)
         return cls(version, model, tokenizer, settings)
 
@@ -111,9 +107,11 @@ class LoadedModel:
 def load_version(path: Path, base: Callable[[str], torch.nn.Module] | None = None):
     """A saved version's tokenizer and float32 causal LM.
 
-    An adapter version's LoRA weights are merged into a fresh copy of its base model, which
-    ``base(name)`` gives (by default a copy of the one this process keeps); a version with full
-    weights (TRAIN_FULL, or saved before versions held adapters) loads as it is.
+    An adapter version's LoRA weights are merged into its base model, which ``base(name)`` gives
+    (by default read from the folder or the Hugging Face cache each time: a process keeps no float32
+    base beside the model it serves, 540 MB for SmolLM2-135M, for a read that happens only when the
+    active version changes); a version with full weights (TRAIN_FULL, or saved before versions held
+    adapters) loads as it is.
     """
     hf_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -122,20 +120,12 @@ def load_version(path: Path, base: Callable[[str], torch.nn.Module] | None = Non
     from peft import PeftConfig, PeftModel
 
     name = PeftConfig.from_pretrained(path).base_model_name_or_path
-    model = PeftModel.from_pretrained((base or base_copy)(name), path)
+    model = PeftModel.from_pretrained((base or _read_base)(name), path)
     return tokenizer, model.merge_and_unload()
 
 
-def base_copy(name: str) -> torch.nn.Module:
-    """A copy of base model ``name`` (a hub name or a folder), read once per process and kept for the next version.
-
-    Versions hold only their adapter, so switching versions costs a copy in memory, not a read of the base.
-    """
-    with _BASE_LOCK:
-        if name not in _BASE:
-            _BASE.clear()  # one base at a time: a new BASE_MODEL replaces the old
-            _BASE[name] = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32).eval()
-        return copy.deepcopy(_BASE[name])
+def _read_base(name: str) -> torch.nn.Module:
+    return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
 
 
 def quantized(model):

@@ -22,6 +22,13 @@ def test_the_default_budget_checkpoints_every_layer_of_smollm2_and_a_larger_one_
         layers_within_budget(SMOLLM2_135M, replace(settings, memory_mb=2400), 30, WEIGHTS_MB)
 
 
+def test_a_full_fine_tune_counts_its_gradients_and_optimiser_state_against_the_budget():
+    lora = replace(TrainSettings(), bf16="1", memory_mb=4000)
+
+    assert layers_within_budget(SMOLLM2_135M, lora, 30, WEIGHTS_MB) == 30
+    assert layers_within_budget(SMOLLM2_135M, replace(lora, full_finetune=True), 30, WEIGHTS_MB) < 10  # 2.2 GB of state
+
+
 def test_the_layers_the_budget_holds_are_not_checkpointed(tiny_model_dir):
     flags = {}
     for name, settings in {"tight": replace(TrainSettings(), memory_mb=256),

@@ -46,5 +46,7 @@ def layers_within_budget(config, settings: TrainSettings, layers: int, weights_m
     value_bytes = 2 if use_bf16(settings.bf16) else 4
     per_layer = (HIDDEN_VALUES * config.hidden_size + INTERMEDIATE_VALUES * config.intermediate_size) \
         * value_bytes * settings.batch_tokens / MB
+    if settings.full_finetune:
+        weights_mb *= 4  # and every weight's gradient and Adam's two moments (LoRA's are within STEP_LAYERS)
     spare = settings.memory_mb * (1 - HEADROOM) - PROCESS_MB - weights_mb
     return max(0, min(layers, int(spare // per_layer) - STEP_LAYERS))
