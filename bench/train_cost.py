@@ -54,20 +54,16 @@ def add_history(repo, replies: int, rng: random.Random) -> None:
 
 def activate_parent(database_url: str, model_dir: Path, base: Path, watermark: int) -> None:
     """A fresh adapter version, recorded as trained up to ``watermark`` by a completed run, and active."""
-    from peft import LoraConfig, get_peft_model
-
     from config import RunConfig, Settings
     from registry.store import Registry
     from storage.migrate import migrated_engine
     from storage.training_runs import TrainingRuns
-    from trainer.finetune import load_base
+    from trainer.finetune import load_base, wrap_for_training
 
     settings = Settings.from_env({**os.environ, "DATABASE_URL": database_url, "MODEL_DIR": str(model_dir),
                                   "BASE_MODEL": str(base), **RUN_ENV})
     tokenizer, model = load_base(str(base))
-    ts = settings.train
-    model = get_peft_model(model, LoraConfig(r=ts.lora_r, lora_alpha=ts.lora_alpha, lora_dropout=ts.lora_dropout,
-                                             target_modules="all-linear", task_type="CAUSAL_LM"))
+    model = wrap_for_training(model, settings.train)  # a fresh adapter, as a first run starts
     engine = migrated_engine(database_url)
     runs, registry = TrainingRuns(engine), Registry.from_settings(settings, engine)
     run = runs.start("manual", RunConfig.from_settings(settings).to_dict())
