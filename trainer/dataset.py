@@ -65,27 +65,17 @@ def _redacted(messages: list[dict]) -> list[dict]:
 
 
 def split_by_conversation(conversations: list[list[Example]], eval_fraction: float) -> Split:
-    """Hold out the conversations whose id hashes below ``eval_fraction`` (about that share of them);
-    when none does and there are two or more, the one with the lowest hash.
+    """Hold out about ``eval_fraction`` of the conversations, at least one when there are two or more.
 
-    A conversation's side follows from its own id, not from how many there are, so none moves from
-    training to held out as the history grows: a run that continues an adapter is measured only on
-    conversations no version before it trained on. (The stand-in with the lowest hash only ever
-    leaves the held-out side, when a newer conversation hashes lower or one hashes below the fraction.)
+    Conversations are ordered by a hash of their id, so the split is the same on every run and
+    a conversation stays on its side as it grows.
     """
-    ranked = sorted((_hash_fraction(c[0].session_id), i) for i, c in enumerate(conversations) if c)
-    held = {i for fraction, i in ranked if fraction < eval_fraction}
-    if not held and len(ranked) >= 2:
-        held = {ranked[0][1]}
+    ordered = sorted((c for c in conversations if c), key=lambda c: hashlib.sha256(c[0].session_id.encode()).digest())
+    held_out = max(1, round(len(ordered) * eval_fraction)) if len(ordered) >= 2 else 0
     return Split(
-        train=[e for i, c in enumerate(conversations) if i not in held for e in c],
-        eval=[e for i in sorted(held) for e in conversations[i]],
+        train=[e for c in ordered[held_out:] for e in c],
+        eval=[e for c in ordered[:held_out] for e in c],
     )
-
-
-def _hash_fraction(session_id: str) -> float:
-    """Where the id falls in [0, 1), the same in every process."""
-    return int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:8], "big") / 2 ** 64
 
 
 def without_near_duplicates(split: Split, embedder) -> tuple[Split, int]:
