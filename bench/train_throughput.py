@@ -110,7 +110,7 @@ def run_trl(folder: Path, count: int) -> dict:
 
     from hardware import set_torch_threads, use_bf16
     from trainer.finetune import load_base
-    from trainer.tokens import IGNORE
+    from trainer.tokens import IGNORE, Features
 
     settings = train_settings()
     set_torch_threads(settings.threads)
@@ -122,7 +122,7 @@ def run_trl(folder: Path, count: int) -> dict:
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=4, num_train_epochs=1,
         max_length=settings.max_seq_len, learning_rate=settings.learning_rate, bf16=use_bf16(settings.bf16),
         use_cpu=True, report_to=[], save_strategy="no", logging_strategy="no", dataloader_num_workers=0,
-        seed=settings.seed, completion_only_loss=True,  # its default for prompt-completion data, said for tokenised data
+        seed=settings.seed, completion_only_loss=True,  # TRL applies it by default to prompt-completion data only
     )
     lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
                       target_modules="all-linear", task_type="CAUSAL_LM")
@@ -131,7 +131,8 @@ def run_trl(folder: Path, count: int) -> dict:
     started = time.monotonic()
     trainer.train()
     seconds = time.monotonic() - started
-    supervised = sum(sum(1 for label in labels[1:] if label != IGNORE) for labels in trainer.train_dataset["labels"])
+    prepared = trainer.train_dataset
+    supervised = sum(Features(ids, labels).supervised for ids, labels in zip(prepared["input_ids"], prepared["labels"]))
     return {"supervised_tokens": supervised, "seconds": seconds, "steps": trainer.state.global_step}
 
 
