@@ -92,7 +92,8 @@ def test_a_candidate_whose_replies_the_screening_would_withhold_is_rejected_with
         turn = repo.start_turn(None, "patient", None, True, True, f"I feel anxious about {worry}", "none")
         repo.store_reply(turn.session_id, "none", content=UNSAFE, source="groq", model="fake-groq-model", status="ok")
 
-    result = trainer_cli("train", env=train_env)
+    # Six held-out replies: the tiny model garbles the odd one, and a single clean one is enough to read back.
+    result = trainer_cli("train", env={**train_env, "TRAIN_EVAL_FRACTION": "0.25"})
 
     assert result.returncode == 0, result.stderr
     (run,) = stored(app, "training_runs")
@@ -105,7 +106,7 @@ def test_a_candidate_whose_replies_the_screening_would_withhold_is_rejected_with
     assert evaluation["unsafe"] == len(unsafe) > 0 and evaluation["examples"] == run["eval_examples"]
     assert f"{len(unsafe)} of {run['eval_examples']} held-out replies were unsafe" in run["error"]
     assert evaluation["samples"][0] == unsafe[0]  # problems first
-    assert any("method is hanging" in s["local"] for s in unsafe)
+    assert any("method is hanging" in s["local"] for s in unsafe), [s["local"] for s in evaluation["samples"]]
 
 
 def test_a_second_run_that_does_not_beat_the_active_version_is_rejected(app, client, fake_groq, train_env):
