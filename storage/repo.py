@@ -38,6 +38,7 @@ ELIGIBLE_REPLY = (
 )
 # Replies never shown again: failed ones, and unsafe ones withheld by the safety layer (kept for review).
 HIDDEN = ("error", "blocked")
+SIDES_PER_STATEMENT = 500  # conversation ids per UPDATE: well under SQLite's limit on bound parameters
 NO_ELIGIBLE_REPLIES = ("No eligible conversations to train on yet: training needs Groq replies, "
                        "in conversations with training consent, on calm turns.")
 
@@ -48,6 +49,7 @@ class Conversation:
 
     session_id: str
     role: str
+    held_out: bool | None  # the side of the training split a run first gave it; None until then
     messages: list[Message] = field(default_factory=list)
     eligible_ids: set[int] = field(default_factory=set)
 
@@ -225,19 +227,29 @@ class Repo(Store):
         with self._read() as db:
             eligible_ids = set(db.scalars(select(eligible.c.id)))
             rows = db.execute(
-                select(Message, ChatSession.role)
+                select(Message, ChatSession.role, ChatSession.held_out)
                 .join(ChatSession, ChatSession.id == Message.session_id)
                 .where(Message.session_id.in_(select(eligible.c.session_id)),
                        Message.id <= max(eligible_ids, default=0))  # a fixed snapshot
                 .order_by(Message.session_id, Message.id)
             )
             conversations: dict[str, Conversation] = {}
-            for message, role in rows:
-                conversation = conversations.setdefault(message.session_id, Conversation(message.session_id, role))
+            for message, role, held_out in rows:
+                conversation = conversations.setdefault(message.session_id,
+                                                        Conversation(message.session_id, role, held_out))
                 conversation.messages.append(message)
                 if message.id in eligible_ids:
                     conversation.eligible_ids.add(message.id)
         return list(conversations.values())
+
+    def keep_split_sides(self, held_out: set[str], trained: set[str]) -> None:
+        """Record the side of the training split of conversations that have none yet; recorded sides stay."""
+        with self._write() as db:
+            for ids, side in ((sorted(held_out), True), (sorted(trained), False)):
+                for start in range(0, len(ids), SIDES_PER_STATEMENT):
+                    chunk = ids[start:start + SIDES_PER_STATEMENT]
+                    db.execute(update(ChatSession).where(ChatSession.id.in_(chunk), ChatSession.held_out.is_(None))
+                               .values(held_out=side).execution_options(synchronize_session=False))
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""

@@ -51,6 +51,9 @@ class ChatSession(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # tombstone after DELETE
     memory_id: Mapped[str | None] = mapped_column(ForeignKey("memories.id"), index=True)  # remembered under
+    # The side of the training split a run first gave it (held out for evaluation, or trained on); null
+    # until then. Kept, so that a version continued from an earlier one is never evaluated on what it learnt.
+    held_out: Mapped[bool | None]
 
     messages: Mapped[list["Message"]] = relationship(
         back_populates="session", passive_deletes=True, order_by="Message.id"

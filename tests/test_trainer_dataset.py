@@ -11,7 +11,7 @@ from tests.conftest import stored
 from tests.fakes.groq_server import Behaviour
 from config import Settings
 from embeddings.model import shared_embedder
-from trainer.dataset import Example, load_split, split_by_conversation, without_near_duplicates
+from trainer.dataset import Example, keep_sides, load_split, split_by_conversation, without_near_duplicates
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -133,6 +133,46 @@ def test_split_is_deterministic_and_stable_as_data_grows():
     again = split_by_conversation(list(reversed(fake_conversations(20))), 0.1)
 
     assert {e.session_id for e in first.eval} == {e.session_id for e in again.eval}
+
+
+def test_a_conversation_keeps_its_recorded_side_as_the_history_grows():
+    first = split_by_conversation(fake_conversations(10), 0.1)
+    sides = {e.session_id: True for e in first.eval} | {e.session_id: False for e in first.train}
+    trained = {e.session_id for e in first.train}
+
+    grown = split_by_conversation(fake_conversations(15), 0.1, sides)
+
+    held_out = {e.session_id for e in grown.eval}
+    assert {e.session_id for e in first.eval} <= held_out and not trained & held_out
+    assert len(held_out) == 2  # a tenth of fifteen, rounded: one of the five new ones
+    # Without the recorded sides, the lowest two of fifteen by hash take in one that was trained on.
+    assert trained & {e.session_id for e in split_by_conversation(fake_conversations(15), 0.1).eval}
+
+
+def test_a_raised_fraction_holds_out_only_its_share_of_new_conversations():
+    sides = {f"session-{i}": False for i in range(100)}  # recorded when nothing was held out
+
+    split = split_by_conversation(fake_conversations(110), 0.3, sides)
+
+    assert len({e.session_id for e in split.eval}) == 3  # a third of 33 is lacking; 0.3 of the 10 new are taken
+
+
+def test_training_runs_record_each_conversations_side_in_the_database(app, client):
+    repo = app.extensions["therapistai"].repo
+    first_ids = {chat(client, f"first week, day {i}")["session_id"] for i in range(10)}
+    first = load_split(repo, 10, 0.1)
+    keep_sides(repo, first)
+    for i in range(30):
+        chat(client, f"second month, day {i}")
+
+    grown = load_split(repo, 10, 0.1)
+    keep_sides(repo, grown)
+
+    recorded = {row["id"]: row["held_out"] for row in stored(app, "chat_sessions")}
+    assert {recorded[s] for s in first_ids} == {True, False}
+    assert {s for s in first_ids if recorded[s]} == {e.session_id for e in first.eval}
+    assert {s for s, held in recorded.items() if held} == {e.session_id for e in grown.eval}
+    assert len({e.session_id for e in grown.eval}) == 4 and None not in recorded.values()
 
 
 def test_export_writes_chat_jsonl(app, client, settings, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,17 +65,27 @@ def _redacted(messages: list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": redact(m["content"])} for m in messages]
 
 
-def split_by_conversation(conversations: list[list[Example]], eval_fraction: float) -> Split:
+def split_by_conversation(conversations: list[list[Example]], eval_fraction: float,
+                          sides: dict[str, bool] | None = None) -> Split:
     """Hold out about ``eval_fraction`` of the conversations, at least one when there are two or more.
 
-    Conversations are ordered by a hash of their id, so the split is the same on every run and
-    a conversation stays on its side as it grows.
+    ``sides`` holds the side each conversation was given by an earlier run (True: held out), and a
+    conversation keeps it: a version continued from an earlier one is never evaluated on a
+    conversation its ancestors trained on. New conversations, ordered by a hash of their id (the
+    same on every run), make up what the held-out share lacks, the lowest first, but never more than
+    ``eval_fraction`` of them (rounded up): a raised fraction cannot take every new conversation.
+    With nothing recorded, that is the lowest share of all conversations by hash.
     """
+    sides = sides or {}
     ordered = sorted((c for c in conversations if c), key=lambda c: hashlib.sha256(c[0].session_id.encode()).digest())
-    held_out = max(1, round(len(ordered) * eval_fraction)) if len(ordered) >= 2 else 0
+    wanted = max(1, round(len(ordered) * eval_fraction)) if len(ordered) >= 2 else 0
+    new = [c for c in ordered if c[0].session_id not in sides]
+    lacking = wanted - sum(sides.get(c[0].session_id, False) for c in ordered)
+    taken = new[:max(0, min(lacking, math.ceil(len(new) * eval_fraction)))]
+    held_out = {c[0].session_id for c in taken} | {s for s, held in sides.items() if held}
     return Split(
-        train=[e for c in ordered[held_out:] for e in c],
-        eval=[e for c in ordered[:held_out] for e in c],
+        train=[e for c in ordered if c[0].session_id not in held_out for e in c],
+        eval=[e for c in ordered if c[0].session_id in held_out for e in c],
     )
 
 
@@ -95,9 +106,15 @@ def without_near_duplicates(split: Split, embedder) -> tuple[Split, int]:
 
 
 def load_split(repo: Repo, history_turns: int, eval_fraction: float) -> Split:
-    """The examples in the database, split for training and evaluation."""
-    per_conversation = [examples_from(c, history_turns) for c in repo.training_conversations()]
-    return split_by_conversation(per_conversation, eval_fraction)
+    """The examples in the database, split for training and evaluation, each conversation on its recorded side."""
+    conversations = repo.training_conversations()
+    sides = {c.session_id: c.held_out for c in conversations if c.held_out is not None}
+    return split_by_conversation([examples_from(c, history_turns) for c in conversations], eval_fraction, sides)
+
+
+def keep_sides(repo: Repo, split: Split) -> None:
+    """Record the side of each conversation in ``split`` that has none yet, for every later run."""
+    repo.keep_split_sides({e.session_id for e in split.eval}, {e.session_id for e in split.train})
 
 
 def to_datasets(split: Split):

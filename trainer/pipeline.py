@@ -24,7 +24,7 @@ from registry.versions import RegistryError, Version
 from storage.migrate import migrated_engine
 from storage.repo import NO_ELIGIBLE_REPLIES, Repo
 from storage.training_runs import TrainingRuns
-from trainer.dataset import Split, load_split, to_datasets, without_near_duplicates
+from trainer.dataset import Split, keep_sides, load_split, to_datasets, without_near_duplicates
 from trainer.evaluate import Verdict, eval_loss, gate
 from trainer.finetune import TrainerError, load_base, saved_adapter, train, wrap_for_training
 from trainer.judge import Reader, summary
@@ -83,6 +83,7 @@ def _examples(config: RunConfig, repo: Repo, registry: Registry) -> Split:
     split = load_split(repo, config.history_turns, config.train.eval_fraction)
     if not split.train:
         raise TrainerError(NO_ELIGIBLE_REPLIES)
+    keep_sides(repo, split)
     return split
 
 
