@@ -65,6 +65,9 @@ ERRORS = {
     504: ("upstream_timeout: the model did not answer in time.", ()),
 }
 ADMIN = (401, 403, 429, 503)
+# Any request, before the app sees it: gunicorn refuses a request line over its 4,094 bytes, in HTML.
+URI_TOO_LONG = {"description": "The request line (path and query) is over 4,094 bytes: gunicorn refuses it before "
+                               "the app, with an HTML page, not the JSON error."}
 
 
 def _operation(endpoint: str, summary: str, responses: dict, *errors: int, admin: bool = False, **fields) -> dict:
@@ -72,7 +75,7 @@ def _operation(endpoint: str, summary: str, responses: dict, *errors: int, admin
     errors it may answer."""
     statuses = sorted(set(errors) | (set(ADMIN) if admin else set()))
     operation = {"operationId": endpoint, "summary": summary, **fields,
-                 "responses": {**responses, **_errors(*statuses)}}
+                 "responses": {**responses, **_errors(*statuses), "414": {"$ref": "#/components/responses/E414"}}}
     if admin:
         operation["security"] = [{"admin": []}]
     return operation
@@ -308,12 +311,13 @@ def document(max_chars: int) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "TherapistAI", "version": "1",
                  "description": "Errors are always {\"error\": {\"code\", \"message\"}}; chat errors after "
-                                "validation also carry session_id and message_id."},
+                                "validation also carry session_id and message_id. Only a request line too long for "
+                                "the server (414) is answered before the app, in HTML."},
         "paths": paths,
         "components": {
             "schemas": _schemas(max_chars),
-            "responses": {f"E{status}": _json(text, _ref("Error"), headers)
-                          for status, (text, headers) in ERRORS.items()},
+            "responses": {**{f"E{status}": _json(text, _ref("Error"), headers)
+                             for status, (text, headers) in ERRORS.items()}, "E414": URI_TOO_LONG},
             "headers": {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": STRING},
                         "WWW-Authenticate": {"description": "Bearer.", "schema": STRING}},
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer",
