@@ -248,8 +248,10 @@ class Repo(Store):
             for ids, side in ((sorted(held_out), True), (sorted(trained), False)):
                 for start in range(0, len(ids), SIDES_PER_STATEMENT):
                     chunk = ids[start:start + SIDES_PER_STATEMENT]
+                    # updated_at stays: recording a side is not a change to the conversation
                     db.execute(update(ChatSession).where(ChatSession.id.in_(chunk), ChatSession.held_out.is_(None))
-                               .values(held_out=side).execution_options(synchronize_session=False))
+                               .values(held_out=side, updated_at=ChatSession.updated_at)
+                               .execution_options(synchronize_session=False))
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""

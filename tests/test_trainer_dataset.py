@@ -149,12 +149,14 @@ def test_a_conversation_keeps_its_recorded_side_as_the_history_grows():
     assert trained & {e.session_id for e in split_by_conversation(fake_conversations(15), 0.1).eval}
 
 
-def test_a_raised_fraction_holds_out_only_its_share_of_new_conversations():
+@pytest.mark.parametrize("fraction, conversations, held_out", [(0.3, 110, 3), (0.07, 200, 7)])
+def test_a_raised_fraction_holds_out_only_its_share_of_new_conversations(fraction, conversations, held_out):
     sides = {f"session-{i}": False for i in range(100)}  # recorded when nothing was held out
 
-    split = split_by_conversation(fake_conversations(110), 0.3, sides)
+    split = split_by_conversation(fake_conversations(conversations), fraction, sides)
 
-    assert len({e.session_id for e in split.eval}) == 3  # a third of 33 is lacking; 0.3 of the 10 new are taken
+    # 33 (or 14) are lacking; only the fraction of the new ones (10 or 100; 100 * 0.07 is 7.000000000000001) is taken
+    assert len({e.session_id for e in split.eval}) == held_out
 
 
 def test_training_runs_record_each_conversations_side_in_the_database(app, client):
@@ -166,9 +168,11 @@ def test_training_runs_record_each_conversations_side_in_the_database(app, clien
         chat(client, f"second month, day {i}")
 
     grown = load_split(repo, 10, 0.1)
+    updated = {row["id"]: row["updated_at"] for row in stored(app, "chat_sessions")}
     keep_sides(repo, grown)
 
     recorded = {row["id"]: row["held_out"] for row in stored(app, "chat_sessions")}
+    assert {row["id"]: row["updated_at"] for row in stored(app, "chat_sessions")} == updated
     assert {recorded[s] for s in first_ids} == {True, False}
     assert {s for s in first_ids if recorded[s]} == {e.session_id for e in first.eval}
     assert {s for s, held in recorded.items() if held} == {e.session_id for e in grown.eval}

@@ -81,7 +81,7 @@ def split_by_conversation(conversations: list[list[Example]], eval_fraction: flo
     wanted = max(1, round(len(ordered) * eval_fraction)) if len(ordered) >= 2 else 0
     new = [c for c in ordered if c[0].session_id not in sides]
     lacking = wanted - sum(sides.get(c[0].session_id, False) for c in ordered)
-    taken = new[:max(0, min(lacking, math.ceil(len(new) * eval_fraction)))]
+    taken = new[:max(0, min(lacking, math.ceil(round(len(new) * eval_fraction, 9))))]  # 100 * 0.07 is 7.000…01
     held_out = {c[0].session_id for c in taken} | {s for s, held in sides.items() if held}
     return Split(
         train=[e for c in ordered if c[0].session_id not in held_out for e in c],

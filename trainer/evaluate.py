@@ -40,7 +40,8 @@ def gate(candidate: float | None, active: float | None, base: float | None,
     active), said nothing the reply screening withholds, and whose replies are not further from Groq's
     than the active version's by more than ``margin`` of similarity."""
     if candidate is None:
-        return Verdict(False, "no held-out conversations to evaluate on (need at least two conversations)")
+        return Verdict(False, ("no held-out conversations to evaluate on (it takes two conversations; held-out ones "
+                                "erased or without consent are replaced as new conversations arrive)"))
     reference, name = (active, "active version") if active is not None else (base, "base model")
     if candidate >= reference:
         return Verdict(False, f"eval loss {candidate:.4f} does not beat the {name}'s {reference:.4f}")
