@@ -71,17 +71,21 @@ def test_chats_trigger_one_run_at_a_time_and_the_local_model_answers_after_a_res
     assert "I feel anxious" not in log  # message text never reaches the log
 
     restart_log = tmp_path / "restart.log"
-    with gunicorn({**env, "USE_LOCAL_AI": "1", "ENABLE_AUTO_TRAINING": "0"}, log_path=restart_log) as base_url:
+    # Greedy and short: 256 sampled tokens of a tiny model are noise, and the reply screening once withheld
+    # every one of them (source "safety"), which is the screening's call, not what this test is about.
+    local = {"LOCAL_TEMPERATURE": "0", "LOCAL_MAX_NEW_TOKENS": "24"}
+    with gunicorn({**env, **local, "USE_LOCAL_AI": "1", "ENABLE_AUTO_TRAINING": "0"}, log_path=restart_log) as base_url:
         models = requests.get(f"{base_url}/api/admin/models", headers=HEADERS, timeout=10).json()
-        sources, deadline = [], time.monotonic() + 60
+        sources, answers, deadline = [], [], time.monotonic() + 60
         while sources[-6:] != ["local"] * 6 and time.monotonic() < deadline:  # every worker has loaded it
             response = requests.post(f"{base_url}/api/chat", json={"message": "hello"}, timeout=30)
             assert response.status_code == 200, (response.text, restart_log.read_text()[-4000:])
             sources.append(response.json()["source"])
+            answers.append({k: response.json()[k] for k in ("source", "status", "fallback", "reply")})
         persisted = requests.get(f"{base_url}/api/admin/training", headers=HEADERS, timeout=10).json()["runs"]
 
     assert models["active"] == active and persisted == runs  # the restart kept runs and versions
-    assert sources[-6:] == ["local"] * 6
+    assert sources[-6:] == ["local"] * 6, answers[-6:]
 
 
 def test_the_worker_process_trains_when_the_threshold_is_reached_and_stops_on_sigterm(
