@@ -97,8 +97,8 @@ class TrainingRuns(Store):
             return db.scalar(select(func.max(TrainingRun.watermark)).where(TrainingRun.status.in_(COMPLETED))) or 0
 
     def completed_since_from_base(self) -> int:
-        """Completed runs after the newest completed one from the base model (runs recorded before
-        kinds were all were); a from-base run the gate rejected counts as one."""
+        """Completed runs after the newest completed one from the base model (runs recorded before runs
+        had a kind were all from the base); a from-base run the gate rejected counts as one."""
         completed = TrainingRun.status.in_(COMPLETED)
         from_base = or_(TrainingRun.kind == "from_base", TrainingRun.kind.is_(None))
         with self._read() as db:

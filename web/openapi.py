@@ -73,9 +73,9 @@ URI_TOO_LONG = {"description": "The request line (path and query) is over 4,094 
 def _operation(endpoint: str, summary: str, responses: dict, *errors: int, admin: bool = False, **fields) -> dict:
     """One operation, named by the Flask endpoint that answers it: its own responses, then the shared
     errors it may answer."""
-    statuses = sorted(set(errors) | (set(ADMIN) if admin else set()))
+    statuses = sorted(set(errors) | (set(ADMIN) if admin else set()) | {414})  # 414: any request, from gunicorn
     operation = {"operationId": endpoint, "summary": summary, **fields,
-                 "responses": {**responses, **_errors(*statuses), "414": {"$ref": "#/components/responses/E414"}}}
+                 "responses": {**responses, **_errors(*statuses)}}
     if admin:
         operation["security"] = [{"admin": []}]
     return operation
