@@ -10,9 +10,11 @@ from flask import Flask
 from assistant.groq_provider import GroqProvider
 from assistant.memory import Memory
 from assistant.router import Router
+from assistant.safety.judge import Judge
 from assistant.safety.screener import shared_screener
 from assistant.shadow import Shadow
 from assistant.tryout import TryOut
+from assistant.turn import Turns
 from config import Settings, configure_logging
 from embeddings.model import shared_embedder
 from jobs.trigger import Trigger
@@ -59,9 +61,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         trigger.start()
     log.info("USE_LOCAL_AI=%d ENABLE_AUTO_TRAINING=%d AUTO_TRAIN_THRESHOLD=%d",
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
-    init_app(app, Services(settings=settings, repo=Repo(engine), assistant=Router(groq, local), safety=safety,
-                           registry=registry, training=trigger, memory=Memory.from_settings(settings, engine),
-                           tryout=TryOut(registry, settings.local), shadow=_shadow(settings, registry, safety, engine)))
+    repo, router, memory = Repo(engine), Router(groq, local), Memory.from_settings(settings, engine)
+    shadow = _shadow(settings, registry, safety, engine)
+    turns = Turns(settings, repo, router, safety, Judge.from_settings(settings, groq), memory, trigger, shadow)
+    init_app(app, Services(settings=settings, repo=repo, assistant=router, safety=safety, registry=registry,
+                           training=trigger, memory=memory, tryout=TryOut(registry, settings.local), shadow=shadow,
+                           turns=turns))
     register_error_handlers(app)
     for blueprint in (pages.bp, chat.bp, sessions.bp, memories.bp, admin.bp, training.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)

@@ -13,12 +13,6 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 DEFAULT_DATABASE_URL = "sqlite:///data/ai_training_data.db"
-DEFAULT_CRISIS_RESOURCES = (
-    "If you are in the US, call or text 988 (Suicide & Crisis Lifeline), "
-    "or text HOME to 741741 (Crisis Text Line). "
-    "If you or someone else is in immediate danger, call 911. "
-    "En español: llama al 988 y marca 2, o envía AYUDA por mensaje de texto al 988."
-)
 
 
 class ConfigError(ValueError):
@@ -130,7 +124,11 @@ class Settings:
     max_message_chars: int = 4000
     history_turns: int = 10
     training_consent_default: bool = True
-    crisis_resources: str = DEFAULT_CRISIS_RESOURCES
+    crisis_resources: str | None = None  # CRISIS_RESOURCES: one line in every language instead of the built-in ones
+    crisis_reply: str = "groq"  # CRISIS_REPLY: groq (under the crisis protocol, the fixed reply as fallback) | fixed
+    crisis_reply_timeout: float = 8.0  # CRISIS_REPLY_TIMEOUT: seconds Groq has for a crisis reply before the fixed one
+    safety_judge_model: str | None = "openai/gpt-oss-safeguard-20b"  # SAFETY_JUDGE_MODEL: empty turns the judge off
+    safety_judge_timeout: float = 1.5  # SAFETY_JUDGE_TIMEOUT: seconds for its verdict; then the local one stands
     model_keep: int = 3
     model_store_url: str | None = None  # s3://bucket/prefix: versions published there, MODEL_DIR a cache
     aws_region: str | None = None  # AWS_REGION (boto3 itself reads only AWS_DEFAULT_REGION)
@@ -175,7 +173,12 @@ class Settings:
             max_message_chars=env.number("MAX_MESSAGE_CHARS", d.max_message_chars, int, minimum=1),
             history_turns=env.number("HISTORY_TURNS", d.history_turns, int, minimum=0),
             training_consent_default=env.flag("TRAINING_CONSENT_DEFAULT", d.training_consent_default),
-            crisis_resources=env.text("CRISIS_RESOURCES") or d.crisis_resources,
+            crisis_resources=env.text("CRISIS_RESOURCES"),
+            crisis_reply=env.choice("CRISIS_REPLY", d.crisis_reply, ("GROQ", "FIXED")).lower(),
+            crisis_reply_timeout=env.number("CRISIS_REPLY_TIMEOUT", d.crisis_reply_timeout, float, minimum=0.1),
+            safety_judge_model=(env.text("SAFETY_JUDGE_MODEL") if "SAFETY_JUDGE_MODEL" in env.environ
+                                else d.safety_judge_model),
+            safety_judge_timeout=env.number("SAFETY_JUDGE_TIMEOUT", d.safety_judge_timeout, float, minimum=0.05),
             model_keep=env.number("MODEL_KEEP", d.model_keep, int, minimum=1),
             model_store_url=_model_store_url(env),
             aws_region=env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ class GroqProvider:
     def __init__(self, settings: Settings):
         self.model = settings.groq_model
         self.max_tokens = settings.groq_max_tokens
+        self.extra: dict = {}  # more fields for the request body
         self.client = None
         if settings.groq_api_key:
             self.client = groq.Groq(
@@ -42,6 +44,14 @@ class GroqProvider:
     def configured(self) -> bool:
         """Whether an API key was given."""
         return self.client is not None
+
+    def variant(self, model: str, timeout: float, max_tokens: int | None = None, **extra) -> "GroqProvider":
+        """The same client and connection pool asking another model, with its own deadline and no retries."""
+        other = copy.copy(self)
+        other.model, other.max_tokens, other.extra = model, max_tokens or self.max_tokens, extra
+        if self.client is not None:
+            other.client = self.client.with_options(timeout=timeout, max_retries=0)
+        return other
 
     def complete(self, messages: list[dict]) -> Completion:
         """The whole reply in one call."""
@@ -77,7 +87,7 @@ class GroqProvider:
         return self.client.post(
             CHAT_COMPLETIONS_PATH,
             body={"model": self.model, "messages": messages, "max_completion_tokens": self.max_tokens,
-                  "stream": stream},
+                  "stream": stream, **self.extra},
             cast_to=ChatCompletion, stream=stream, stream_cls=groq.Stream[ChatCompletionChunk],
         )
 

@@ -72,7 +72,7 @@ class Repo(Store):
     def start_turn(
         self, session_id: str | None, role: str | None, user_id: str | None,
         consent: bool | None, consent_default: bool, content: str, risk_level: str,
-        memory_id: str | None = None, remember: bool = False,
+        memory_id: str | None = None, remember: bool = False, risk_layer: str | None = None,
     ) -> Turn:
         """Store a user message, creating its conversation when no id is given, and attaching the memory
         the request names or asks for (storage.memories.attach); commits."""
@@ -102,9 +102,15 @@ class Repo(Store):
                     db.execute(update(ChatSession).where(ChatSession.id == session_id)
                                .values(**changes, updated_at=utcnow()))
             message_id = db.scalar(insert(Message).returning(Message.id).values(
-                session_id=session_id, role="user", content=content, risk_level=risk_level,
+                session_id=session_id, role="user", content=content, risk_level=risk_level, risk_layer=risk_layer,
             ))
             return Turn(session_id, message_id, role, memory_id, session_memory is not None, bool(consent))
+
+    def judged(self, message_id: int, risk_level: str, risk_layer: str | None, judge_level: str | None) -> None:
+        """Record the safety judge's verdict on a user message, and the level it settled; commits."""
+        with self._write() as db:
+            db.execute(update(Message).where(Message.id == message_id)
+                       .values(risk_level=risk_level, risk_layer=risk_layer, judge_level=judge_level))
 
     def history(self, session_id: str, before_id: int, turns: int) -> list[tuple[str, str]]:
         """The last ``turns`` exchanges before a message as (author, text), oldest first, failed replies left out."""

@@ -72,6 +72,10 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     risk_level: Mapped[str] = mapped_column(String(8), default="none")  # none | medium | high
+    # User messages only: which layer set risk_level (patterns | semantic | context | judge; None when no
+    # risk was found), and what the safety judge said when it was asked and answered.
+    risk_layer: Mapped[str | None] = mapped_column(String(16))
+    judge_level: Mapped[str | None] = mapped_column(String(8))
     # Assistant replies only:
     source: Mapped[str | None] = mapped_column(String(16))  # groq | local | safety
     model: Mapped[str | None] = mapped_column(String(128))

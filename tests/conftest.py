@@ -18,6 +18,7 @@ from storage.migrate import migrated_engine
 from tests.fakes.groq_server import FakeGroq
 
 ADMIN_TOKEN = "admin-secret-token"
+CHAT_MODEL, JUDGE_MODEL = Settings.groq_model, Settings.safety_judge_model  # the defaults: the models Groq is asked
 NO_LIMIT = "1000000 per minute"
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else [])
 

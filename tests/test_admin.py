@@ -18,7 +18,8 @@ def test_stats_answer_401_without_the_right_token(client, header):
     assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_stats_count_messages_by_role_and_source(client, admin_headers):
+def test_stats_count_messages_by_role_and_source(make_app, admin_headers):
+    client = make_app(crisis_reply="fixed").test_client()  # the crisis turn is the safety layer's reply
     client.post("/api/chat", json={"message": "hello"})
     client.post("/api/chat", json={"message": "hello", "role": "clinician"})
     client.post("/api/chat", json={"message": "I want to kill myself"})

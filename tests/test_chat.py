@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from assistant.prompts import SYSTEM_PROMPTS
-from tests.conftest import sse_events, stored
+from tests.conftest import CHAT_MODEL, sse_events, stored
 from tests.fakes.groq_server import Behaviour
 
 
@@ -130,14 +130,16 @@ def test_without_api_key_chat_answers_503_and_health_stays_ok(app, make_app, fak
     assert fake_groq.received == type(fake_groq.received)()
 
 
-def test_crisis_message_is_answered_by_the_safety_layer_without_a_model(app, client, fake_groq):
-    response = client.post("/api/chat", json={"message": "I want to kill myself tonight"})
+def test_with_crisis_reply_fixed_a_crisis_message_is_answered_without_a_model(make_app, fake_groq):
+    app = make_app(crisis_reply="fixed")
+    response = app.test_client().post("/api/chat", json={"message": "I want to kill myself tonight"})
 
     body = response.get_json()
     assert response.status_code == 200
     assert (body["source"], body["risk_level"]) == ("safety", "high")
     assert "988" in body["reply"] and "741741" in body["reply"] and "911" in body["reply"]
-    assert len(fake_groq.received) == 0
+    assert [line["contact"] for line in body["resources"]][:3] == ["988", "741741", "911"]
+    assert not fake_groq.requests_for(CHAT_MODEL)
     user, reply = stored(app)
     assert (user["risk_level"], reply["risk_level"], reply["source"]) == ("high", "high", "safety")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import sse_events, stored
+from tests.conftest import CHAT_MODEL, sse_events, stored
 from tests.fakes.groq_server import Behaviour
 
 
@@ -74,17 +74,20 @@ def test_stream_that_fails_before_it_starts_answers_json_error(app, client, fake
     assert [m["role"] for m in stored(app)] == ["user", "assistant"]
 
 
-def test_crisis_message_streams_the_safety_reply(client, fake_groq):
+def test_with_crisis_reply_fixed_a_crisis_message_streams_the_lines_then_the_fixed_reply(make_app, fake_groq):
+    client = make_app(crisis_reply="fixed").test_client()
     events = sse_events(client.post("/api/chat", json={"message": "I'm going to hang myself", "stream": True}).get_data())
 
-    assert "988" in events[0]["delta"]
+    assert events[0]["risk_level"] == "high" and events[0]["resources"][0]["contact"] == "988"
+    assert "988" in events[1]["delta"]
     assert events[-1]["done"] and events[-1]["source"] == "safety" and events[-1]["risk_level"] == "high"
-    assert len(fake_groq.received) == 0
+    assert not fake_groq.requests_for(CHAT_MODEL)
 
 
 def test_medium_risk_stream_ends_with_the_resources(app, client):
     events = sse_events(client.post("/api/chat", json={"message": "I've been self-harming", "stream": True}).get_data())
 
+    assert events[0] == {"resources": events[-1]["resources"], "risk_level": "medium"}
     assert "988" in events[-2]["delta"]
     assert events[-1]["risk_level"] == "medium" and "988" in events[-1]["reply"]
     assert stored(app)[1]["content"] == events[-1]["reply"]

@@ -9,11 +9,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from assistant.turn import CRISIS_PROTOCOL
 from storage.shadow import ShadowReplies
 from storage.training_runs import TrainingRuns
 from tests.browser import chromium, screenshots, served, wait_until
-from tests.conftest import ADMIN_TOKEN, save_version, stored
+from tests.conftest import ADMIN_TOKEN, CHAT_MODEL, save_version, stored
 from tests.fakes.groq_server import Behaviour
+from tests.test_safety_screening import PROTOCOL_REPLY
 
 REPLY = ("That sounds like a heavy week to carry. Thank you for telling me about it. "
          "What has helped you before when things felt this way?")  # shown a screened sentence at a time
@@ -69,6 +71,7 @@ def test_a_reply_streams_in_word_by_word(browser, site, fake_groq, app):
 
 def test_a_crisis_message_shows_the_resources_in_a_banner_that_stays(browser, site, fake_groq):
     fake_groq.default = Behaviour(text=REPLY)
+    fake_groq.then_for(CHAT_MODEL, Behaviour(text=PROTOCOL_REPLY))
     browser.get(f"{site}/")
 
     say(browser, "I want to kill myself")
@@ -80,8 +83,10 @@ def test_a_crisis_message_shows_the_resources_in_a_banner_that_stays(browser, si
 
     assert "988" in banner.text and banner.get_attribute("role") == "alert"
     assert banner.is_displayed()  # still there after the next, calm reply
-    assert "988" in texts(browser, "assistant")[0]
-    assert len(fake_groq.received) == 1  # the crisis turn never reached the model
+    assert "Text HOME to 741741" in banner.text  # the lines the answer carried, one per line
+    assert texts(browser, "assistant")[0] == PROTOCOL_REPLY  # Groq's reply under the crisis protocol
+    assert [r.body["messages"][0]["content"].startswith(CRISIS_PROTOCOL[:80])
+            for r in fake_groq.requests_for(CHAT_MODEL)] == [True, False]
 
 
 def test_reload_keeps_the_conversation_and_delete_empties_it(browser, site, fake_groq, app):

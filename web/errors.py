@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import re
 
-from flask import Flask, current_app, g, jsonify
+from flask import Flask, g, jsonify
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from assistant.safety import texts
+from assistant.completion import (
+    ProviderError, ProviderFailed, ProviderPromptTooLong, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
+)
 from assistant.safety.patterns import NONE
+from assistant.turn import TurnFailed, database_unavailable
 from storage.memories import MemoryForgotten, MemoryMismatch, MemoryNotFound
 from storage.repo import RoleMismatch, SessionErased, SessionNotFound
 
@@ -49,24 +52,21 @@ def _from_http(e: HTTPException):
 
 
 DATABASE_RETRY_AFTER_S = 5
+# What a model that gave no reply answers, for the chat and for an admin trying a version.
+STATUS_BY_ERROR = {ProviderUnavailable: 503, ProviderRateLimited: 503, ProviderTimeout: 504, ProviderFailed: 502,
+                   ProviderPromptTooLong: 400}
 
 
-def database_unavailable(error: Exception, risk_level: str, resources: str, **ids) -> dict:
-    """The error a client gets when the database cannot be reached or written: the turn's ids once it has
-    them, and the crisis resources for a message screened as risky, whatever the database does."""
-    log.error("Database unavailable: %s", type(getattr(error, "orig", None) or error).__name__)
-    message = ("Your message was saved, but the reply could not be. " if ids.get("message_id") else
-               "Your message could not be saved just now. ") + "Please try again in a moment."
-    if risk_level != NONE:
-        message += texts.resources_note(resources)
-    return {"code": "database_unavailable", "message": message, **ids}
+def _no_reply(error: ProviderError, **ids):
+    """A model's failure, with Retry-After when it asked for one and the turn's ids when it has them."""
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return error_response(STATUS_BY_ERROR.get(type(error), 502), error.code, error.message, headers, **ids)
 
 
 def _database_unavailable(error: Exception):
     """503 with Retry-After, from what the request had learnt before the database failed."""
     ids = {name: g.get(name) for name in ("session_id", "message_id") if g.get(name) is not None}
-    body = database_unavailable(error, g.get("risk_level", NONE),
-                                current_app.extensions["therapistai"].settings.crisis_resources, **ids)
+    body = database_unavailable(error, g.get("risk_level", NONE), g.get("resources", ""), **ids)
     return error_response(503, body.pop("code"), body.pop("message"), {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
                           **body)
 
@@ -101,6 +101,9 @@ def register_error_handlers(app: Flask) -> None:
         lambda e: error_response(409, "role_mismatch", f"This conversation was started as {e.args[0]}; "
                                  "start a new conversation to use another role."),
     )
+    app.register_error_handler(ProviderError, _no_reply)
+    app.register_error_handler(TurnFailed, lambda e: _no_reply(e.error, session_id=e.session_id,
+                                                               message_id=e.message_id))
     for error in (OperationalError, InterfaceError):  # connection lost, server gone, file unwritable
         app.register_error_handler(error, _database_unavailable)
     app.register_error_handler(HTTPException, _from_http)

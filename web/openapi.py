@@ -98,11 +98,17 @@ def _schemas(max_chars: int) -> dict:
         "reply": STRING, "session_id": session_id, "message_id": ID,
         "source": {"enum": ["groq", "local", "safety"]}, "model": STRING,
         "risk_level": RISK_LEVEL,
-        "fallback": {"enum": [None, "local_unavailable", "local_timeout", "local_error"]},
+        "fallback": {"type": ["string", "null"], "pattern": "^(local_(unavailable|timeout|error)|crisis_[a-z_]+)$",
+                     "description": "Why the local model did not answer (Groq did), or why the fixed crisis reply "
+                                    "answered instead of Groq (crisis_timeout, crisis_<error code>)."},
         "status": {"enum": ["ok", "blocked"]},
         "memory_id": {"type": ["string", "null"], "pattern": session_id["pattern"],
                       "description": "The memory this turn recalled from (given, or created by remember: true)."},
     }
+    resources = {"type": "array", "minItems": 1, "description": "The crisis lines for the conversation's language, "
+                 "on every medium- or high-risk answer.",
+                 "items": _object({"name": STRING, "contact": {"type": "string"}, "how": STRING},
+                                  ("name", "contact", "how"), closed=True)}
     error = _object({"code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}, "message": STRING,
                      "session_id": session_id, "message_id": ID}, ("code", "message"))
     run = _object({name: {} for name in RUN_FIELDS}, ("id", "status"))
@@ -124,14 +130,17 @@ def _schemas(max_chars: int) -> dict:
                                                          ("remember", "memory_id"))},
         "StreamEvent": _object({"data": {
             "type": "string", "contentMediaType": "application/json",
-            "contentSchema": {"anyOf": [_object({"delta": STRING}, ("delta",)),
+            "contentSchema": {"anyOf": [_object({"resources": resources, "risk_level": RISK_LEVEL},
+                                                ("resources", "risk_level")),
+                                        _object({"delta": STRING}, ("delta",)),
                                         _object({"retract": {"const": True}}, ("retract",)),
                                         {**_object({"done": {"const": True}}, ("done",)), "allOf": [_ref("ChatReply")]},
                                         _object({"error": error}, ("error",))]},
-            "description": "JSON: {delta} pieces of the reply; {retract: true} drops what was shown (a withheld "
+            "description": "JSON: first, on a medium- or high-risk turn, {resources, risk_level}; {delta} pieces of "
+                           "the reply; {retract: true} drops what was shown (a withheld "
                            "reply follows); {done: true, ...ChatReply} last; or {error} if the reply failed.",
         }}, ("data",)),
-        "ChatReply": _object(reply, tuple(reply)),
+        "ChatReply": _object({**reply, "resources": resources}, tuple(reply)),
         "Message": _object({
             "id": ID, "role": {"enum": ["user", "assistant"]}, "content": STRING, "created_at": STRING,
             "risk_level": RISK_LEVEL, "source": NULLABLE_STRING, "model": NULLABLE_STRING,

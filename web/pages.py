@@ -15,8 +15,9 @@ CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; frame-ances
 @bp.get("/")
 def chat_page():
     """Chat for patients and clinicians."""
-    settings = services().settings
-    return _page("chat.html", crisis_resources=settings.crisis_resources,
+    svc = services()
+    settings = svc.settings
+    return _page("chat.html", crisis_resources=svc.turns.resources.for_language("en"),
                  consent_default=settings.training_consent_default, max_chars=settings.max_message_chars,
                  memory_enabled=settings.memory_enabled)
 

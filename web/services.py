@@ -11,6 +11,7 @@ from assistant.router import Router
 from assistant.safety.screener import Screener
 from assistant.shadow import Shadow
 from assistant.tryout import TryOut
+from assistant.turn import Turns
 from config import Settings
 from jobs.trigger import Trigger
 from registry.store import Registry
@@ -30,9 +31,11 @@ class Services:
     memory: Memory  # recall and the background indexer
     tryout: TryOut  # replies from any version, for admins
     shadow: Shadow  # some of Groq's turns answered again by the active local version, unseen
+    turns: Turns  # the chat turn pipeline over the services above
 
     def close(self) -> None:
         """Stop the background threads and close the database pool."""
+        self.turns.close()
         self.training.stop()
         self.memory.close()
         self.tryout.close()

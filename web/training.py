@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from assistant.completion import ProviderError
 from jobs.supervisor import TrainingBusy
 from registry.versions import RegistryError, StoreUnavailable, version_json
 from storage.training_runs import run_json
 from web.auth import admin_only
-from web.chat import STATUS_BY_ERROR
 from web.errors import ApiError
 from web.services import services
 from web.validation import training_request, try_request
@@ -66,8 +64,6 @@ def try_version(version: str):
         raise _store_unavailable(e) from None
     except RegistryError:
         raise _not_found(version) from None
-    except ProviderError as e:
-        raise ApiError(STATUS_BY_ERROR.get(type(e), 502), e.code, e.message) from None
     return jsonify({"reply": completion.text, "version": version, "latency_ms": completion.latency_ms,
                     "finish_reason": completion.finish_reason, "unsafe": svc.safety.unsafe(completion.text)})
 

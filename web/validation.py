@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from flask import Request
 
 from assistant.prompts import ROLES, build_messages
+from assistant.turn import ChatRequest
 from storage.memories import MemoryNotFound
 from storage.repo import SessionNotFound
 from web.errors import ApiError
@@ -16,20 +16,6 @@ from web.errors import ApiError
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PAGE, MAX_PAGE = 100, 500  # messages per history page: by default, and at most
 MAX_TRY_TURNS = 50  # messages in a conversation an admin tries a version on
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """A validated body of POST /api/chat."""
-
-    message: str
-    session_id: str | None
-    role: str | None
-    user_id: str | None
-    training_consent: bool | None
-    stream: bool
-    remember: bool = False
-    memory_id: str | None = None
 
 
 def json_object(request: Request, allowed: dict[str, type]) -> dict:

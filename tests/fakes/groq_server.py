@@ -56,6 +56,7 @@ class FakeGroq:
         self.model = model
         self.default = Behaviour()
         self.script: deque[Behaviour] = deque()
+        self.scripts_by_model: dict[str, deque[Behaviour]] = {}  # before ``script``, for requests naming the model
         self.received: deque[Received] = deque(maxlen=10_000)
         self._lock = threading.Lock()
         self.server = _Server(("127.0.0.1", port), _handler_for(self))
@@ -87,17 +88,30 @@ class FakeGroq:
         with self._lock:
             self.script.extend(behaviours)
 
+    def then_for(self, model: str, *behaviours: Behaviour) -> None:
+        """Answer the next requests for this model with these behaviours, in order, whatever else is scripted."""
+        with self._lock:
+            self.scripts_by_model.setdefault(model, deque()).extend(behaviours)
+
     def reset(self) -> None:
-        """Forget the script and the received requests."""
+        """Forget the scripts and the received requests."""
         with self._lock:
             self.default = Behaviour()
             self.script.clear()
+            self.scripts_by_model.clear()
             self.received.clear()
+
+    def requests_for(self, model: str) -> list[Received]:
+        """The requests that named this model."""
+        with self._lock:
+            return [r for r in self.received if r.body.get("model") == model]
 
     def next_behaviour(self, received: Received) -> Behaviour:
         """Record a request and pick how to answer it."""
         with self._lock:
             self.received.append(received)
+            if own := self.scripts_by_model.get(received.body.get("model")):
+                return own.popleft()
             return self.script.popleft() if self.script else self.default
 
 

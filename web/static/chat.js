@@ -79,10 +79,20 @@ function addMessage(author, text, { older = false } = {}) {
 function finishReply(item, reply) {
   item.dataset.source = reply.source;
   // Any risk the screen found, passive ideation included, keeps the resources in view.
-  if (reply.source === "safety" || (reply.risk_level && reply.risk_level !== "none")) showCrisisBanner();
+  if (reply.source === "safety" || (reply.risk_level && reply.risk_level !== "none")) showCrisisBanner(reply.resources);
 }
 
-function showCrisisBanner() {
+// The crisis lines stay above the conversation; the server sends them in the conversation's language.
+function showCrisisBanner(resources) {
+  if (resources && resources.length) {
+    $("crisis-resources").replaceChildren(...resources.map((line) => {
+      const item = document.createElement("li");
+      const name = document.createElement("strong");
+      name.textContent = line.name;
+      item.append(name, ` ${line.how}`);
+      return item;
+    }));
+  }
   $("crisis-banner").hidden = false;
 }
 
@@ -164,6 +174,7 @@ async function send(text) {
     }
     const text = reply.querySelector(".text");
     for await (const event of events(response)) {
+      if (event.resources) showCrisisBanner(event.resources); // before any reply text
       if (event.retract) text.textContent = ""; // the rest of the reply was withheld: drop what it showed
       if (event.delta) text.textContent += event.delta;
       if (event.error) {
