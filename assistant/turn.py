@@ -96,6 +96,7 @@ class Turns:
             self.settings.training_consent_default, request.message, screening.risk_level, request.memory_id,
             request.remember, screening.layer,
         )
+        # None when no risk was screened or the judge is off
         verdict = self.judge.ask(request.message, screened.context) if screening.risk_level != NONE else None
         answering = Answering(self, turn, request.message, screened, verdict)
         if answering.in_crisis:
@@ -184,7 +185,9 @@ class Answering:
             return
         verdict, self.verdict = self.verdict, None
         judged = verdict.level()
-        if judged is not None and judged != self.risk_level:
+        if judged is None:  # no verdict: the local level stands, and the stored message already says so
+            return
+        if judged != self.risk_level:
             log.info("The safety judge changed a message's level from %s to %s", self.risk_level, judged)
             self.risk_level, self.layer = judged, "judge"
         self.turns.repo.judged(self.turn.message_id, self.risk_level, self.layer, judged)

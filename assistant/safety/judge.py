@@ -43,10 +43,10 @@ class Judge:
         return cls(groq.variant(model, settings.safety_judge_timeout, JUDGE_MAX_TOKENS, **extra),
                    settings.safety_judge_timeout)
 
-    def ask(self, text: str, context: list[str]) -> "Verdict":
-        """Start judging a message now; read the verdict later with ``Verdict.level``."""
+    def ask(self, text: str, context: list[str]) -> "Verdict | None":
+        """Start judging a message now (read the verdict later with ``Verdict.level``); None when the judge is off."""
         if self._pool is None:
-            return Verdict(None, 0)
+            return None
         return Verdict(self._pool.submit(self._judge, text, context), self.timeout)
 
     def _judge(self, text: str, context: list[str]) -> str | None:
@@ -86,14 +86,12 @@ def parse_level(answer: str) -> str | None:
 class Verdict:
     """A verdict being made; ``level()`` waits for it until the judge's deadline, counted from the ask."""
 
-    def __init__(self, future: Future | None, timeout: float):
+    def __init__(self, future: Future, timeout: float):
         self.future, self.timeout = future, timeout
-        self._started = None if future is None else time.monotonic()
+        self._started = time.monotonic()
 
     def level(self) -> str | None:
-        """The judge's level, or None when it is off, late, failed or unreadable."""
-        if self.future is None:
-            return None
+        """The judge's level, or None when it is late, failed or unreadable."""
         try:
             return self.future.result(timeout=max(0.0, self.timeout - (time.monotonic() - self._started)))
         except FutureTimeout:
