@@ -22,6 +22,7 @@ from registry.store import Registry
 from storage.engine import is_persistent, log_startup
 from storage.migrate import migrated_engine
 from storage.repo import Repo
+from storage.screenings import Screenings
 from storage.shadow import ShadowReplies
 from web import admin, chat, health, memories, openapi, pages, sessions, training
 from web.errors import register_error_handlers
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     turns = Turns(settings, repo, router, safety, Judge.from_settings(settings, groq), memory, trigger, shadow)
     init_app(app, Services(settings=settings, repo=repo, assistant=router, safety=safety, registry=registry,
                            training=trigger, memory=memory, tryout=TryOut(registry, settings.local), shadow=shadow,
-                           turns=turns))
+                           turns=turns, screenings=Screenings(engine)))
     register_error_handlers(app)
     for blueprint in (pages.bp, chat.bp, sessions.bp, memories.bp, admin.bp, training.bp, health.bp, openapi.bp):
         app.register_blueprint(blueprint)

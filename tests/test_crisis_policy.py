@@ -182,3 +182,23 @@ def test_the_judges_answer_is_read_strictly(answer, level):
 ])
 def test_the_conversations_language_picks_the_crisis_lines(texts, lang):
     assert language(*texts) == lang
+
+
+def test_the_safety_report_counts_levels_layers_and_the_judges_agreement(app, client, fake_groq, admin_headers):
+    fake_groq.then_for(JUDGE_MODEL, judged("medium"), judged("none"), judged("high"))
+    chat(client, CALM_MESSAGE)
+    chat(client, MEDIUM_MESSAGE)  # the judge agrees
+    chat(client, MEDIUM_MESSAGE)  # the judge lowers it
+    chat(client, f"{HIGH_MESSAGE}. Tell jo.smith@example.com I'm sorry")  # the judge agrees
+    chat(client, MEDIUM_MESSAGE, training_consent=False)  # no verdict (an echo); never listed
+
+    report = client.get("/api/admin/safety", headers=admin_headers).get_json()
+
+    assert client.get("/api/admin/safety").status_code == 401
+    assert report["by_level"] == {"none": 2, "medium": 2, "high": 1}
+    assert {(r["level"], r["layer"]): r["count"] for r in report["by_layer"]} == {
+        ("none", None): 1, ("none", "judge"): 1, ("medium", "patterns"): 2, ("high", "patterns"): 1}
+    assert report["judge"] == {"answered": 3, "agreed": 2, "overruled": 1, "agreement": 0.6667}
+    assert [(m["risk_level"], m["risk_layer"], m["judge_level"]) for m in report["recent"]] == [
+        ("high", "patterns", "high"), ("none", "judge", "none"), ("medium", "patterns", "medium")]
+    assert "jo.smith@example.com" not in report["recent"][0]["text"] and "kill myself" in report["recent"][0]["text"]

@@ -266,6 +266,8 @@ def test_the_dashboard_shows_held_out_replies_side_by_side_the_shadow_verdict_an
     ShadowReplies(app.extensions["therapistai"].repo.engine).add(
         turn["message_id"], stored(app)[0]["id"], turn["session_id"], version=active, content="Breathe with me.",
         similarity=0.61, unsafe=False, degenerate=None, latency_ms=80)
+    client.post("/api/chat", json={"message": "Sometimes I wish I was dead"})  # medium, by the patterns
+    kept = len(stored(app))
     browser.execute_script("sessionStorage.setItem('therapistai.admin-token', arguments[0])", ADMIN_TOKEN)
 
     browser.get(f"{site}/admin")
@@ -284,6 +286,9 @@ def test_the_dashboard_shows_held_out_replies_side_by_side_the_shadow_verdict_an
     assert "only 1 shadow replies so far" in browser.find_element(By.ID, "shadow-reasons").text
     shadow_pair = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#shadow-pairs td")]
     assert shadow_pair == ["I feel anxious about my landlord", turn["reply"], "Breathe with me.", "0.610"]
+    screened = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#safety-messages td")]
+    assert screened[:4] == ["Sometimes I wish I was dead", "medium", "patterns", "–"]
+    assert "1 / 1 / 0" in browser.find_element(By.ID, "safety").text
 
     Select(browser.find_element(By.ID, "try-version")).select_by_value(rejected)
     browser.find_element(By.ID, "try-message").send_keys("I feel anxious about my exams")
@@ -291,7 +296,7 @@ def test_the_dashboard_shows_held_out_replies_side_by_side_the_shadow_verdict_an
     status = wait_until(lambda: "answered in" in (text := browser.find_element(By.ID, "try-status").text) and text,
                         timeout=60, what="the tried version's reply")
     assert rejected in status and browser.find_element(By.ID, "try-reply").text
-    assert len(stored(app)) == 2  # trying stored nothing
+    assert len(stored(app)) == kept  # trying stored nothing
     screenshots(browser, "admin-judging")
 
 

@@ -1,5 +1,5 @@
-"""GET /api/stats, GET /api/admin/learning and GET /api/admin/shadow: the admin's overview, behind
-`Authorization: Bearer $ADMIN_TOKEN`."""
+"""GET /api/stats, GET /api/admin/learning, GET /api/admin/shadow and GET /api/admin/safety: the admin's overview,
+behind `Authorization: Bearer $ADMIN_TOKEN`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from web.services import services
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 SHADOW_RECENT = 20  # pairs shown, newest first
+SAFETY_DAYS, SAFETY_RECENT = 30, 20  # the window counted, and the screened messages shown, newest first
 
 
 @bp.get("/stats")
@@ -70,3 +71,14 @@ def shadow():
         pair.update(prompt=redact(pair["prompt"]), groq=redact(pair["groq"]), local=redact(pair["local"]))
     return jsonify({**report, "sample_rate": svc.settings.shadow_sample_rate,
                     "running": svc.shadow.local is not None, "verdict": readiness(report)})
+
+
+@bp.get("/admin/safety")
+@admin_only
+def safety():
+    """What the crisis screen did over 30 days: counts per level and layer, the judge's agreement with the local
+    screen, and the newest screened messages, redacted."""
+    report = services().screenings.report(SAFETY_DAYS, SAFETY_RECENT)
+    for message in report["recent"]:
+        message["text"] = redact(message["text"])
+    return jsonify(report)

@@ -20,6 +20,7 @@ STRING, BOOLEAN = {"type": "string"}, {"type": "boolean"}
 ID = {"type": "integer", "minimum": 1}
 COUNT = {"type": "integer", "minimum": 0}
 RISK_LEVEL = {"enum": [NONE, MEDIUM, HIGH]}
+LAYERS = ("patterns", "semantic", "context", "judge")  # what may set a message's risk level
 # What str.strip() removes, spelt out: regex dialects disagree on what \s covers (\x1c-\x1f, \x85).
 WHITESPACE = "".join(f"\\u{code:04x}" for code in range(0x10000) if chr(code).isspace())
 NULLABLE_STRING, NULLABLE_BOOLEAN = {"type": ["string", "null"]}, {"type": ["boolean", "null"]}
@@ -263,6 +264,27 @@ def document(max_chars: int) -> dict:
                 "messages", "embedded_messages", "backlog", "memory_ids", "near_duplicates_dropped", "last_run_id",
                 "vector_backend", "embedding_model", "embedding_error", "memory_enabled")},
                 ("messages", "embedded_messages", "backlog", "memory_ids", "vector_backend")))}, admin=True,
+        )},
+        "/api/admin/safety": {"get": _operation(
+            "admin.safety",
+            "What the crisis screen did over the last 30 days: user messages per level and per layer that set it, "
+            "the safety judge's agreement with the local screen, and the 20 newest screened messages (from "
+            "conversations with training consent), redacted.",
+            {"200": _json("The safety report.", _object({
+                "days": COUNT, "by_level": _object({level: COUNT for level in (NONE, MEDIUM, HIGH)},
+                                                   (NONE, MEDIUM, HIGH)),
+                "by_layer": {"type": "array", "items": _object({
+                    "level": RISK_LEVEL, "layer": {"enum": [*LAYERS, None]}, "count": COUNT},
+                    ("level", "layer", "count"))},
+                "judge": _object({"answered": COUNT, "agreed": COUNT, "overruled": COUNT,
+                                  "agreement": {"type": ["number", "null"]}},
+                                 ("answered", "agreed", "overruled", "agreement")),
+                "recent": {"type": "array", "items": _object({
+                    "message_id": ID, "created_at": STRING, "text": STRING, "risk_level": RISK_LEVEL,
+                    "risk_layer": {"enum": list(LAYERS)}, "judge_level": {"enum": [NONE, MEDIUM, HIGH, None]},
+                    "role": {"enum": list(ROLES)}},
+                    ("message_id", "created_at", "text", "risk_level", "risk_layer", "judge_level", "role"))}},
+                ("days", "by_level", "by_layer", "judge", "recent")))}, admin=True,
         )},
         "/api/admin/shadow": {"get": _operation(
             "admin.shadow",

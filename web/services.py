@@ -16,6 +16,7 @@ from config import Settings
 from jobs.trigger import Trigger
 from registry.store import Registry
 from storage.repo import Repo
+from storage.screenings import Screenings
 
 KEY = "therapistai"
 
@@ -32,6 +33,7 @@ class Services:
     tryout: TryOut  # replies from any version, for admins
     shadow: Shadow  # some of Groq's turns answered again by the active local version, unseen
     turns: Turns  # the chat turn pipeline over the services above
+    screenings: Screenings  # what the crisis screen decided, for the admin's safety view
 
     def close(self) -> None:
         """Stop the background threads and close the database pool."""

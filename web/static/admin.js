@@ -198,6 +198,21 @@ function showShadow(shadow) {
   $("shadow-pairs").replaceChildren(...pairRows(shadow.recent));
 }
 
+function showSafety(safety) {
+  const judge = safety.judge;
+  facts($("safety"), [
+    ["User messages none / medium / high", `${safety.by_level.none} / ${safety.by_level.medium} / ${safety.by_level.high}`],
+    ["Set by layer", safety.by_layer.filter((row) => row.layer).map((row) => `${row.level} by ${row.layer}: ${row.count}`).join(", ") || "–"],
+    ["Judge verdicts", judge.answered ? `${judge.answered}, agreeing with the local screen ${fixed(100 * judge.agreement, 0)}%, overruling it ${judge.overruled}` : "none yet"],
+  ]);
+  $("safety-messages").replaceChildren(...safety.recent.map((message) => {
+    const row = document.createElement("tr");
+    row.append(cell(message.text), cell(message.risk_level), cell(message.risk_layer), cell(message.judge_level || "–"),
+      cell(when(message.created_at)));
+    return row;
+  }));
+}
+
 function showTryVersions(versions) {
   const select = $("try-version"), chosen = select.value;
   select.replaceChildren(...versions.map((v) => {
@@ -222,9 +237,9 @@ async function activate(name) {
 async function refresh() {
   clearTimeout(refreshTimer);
   try {
-    const [stats, training, models, learning, shadow] = await Promise.all([
+    const [stats, training, models, learning, shadow, safety] = await Promise.all([
       api("/api/stats"), api("/api/admin/training"), api("/api/admin/models"), api("/api/admin/learning"),
-      api("/api/admin/shadow"),
+      api("/api/admin/shadow"), api("/api/admin/safety"),
     ]);
     showFlags(stats);
     showLearning(learning);
@@ -235,6 +250,7 @@ async function refresh() {
     $("models").replaceChildren(...models.versions.map(modelRow));
     showEvaluations(models.versions);
     showShadow(shadow);
+    showSafety(safety);
     showTryVersions(models.versions);
     signedIn(true);
     refreshTimer = setTimeout(refresh, training.running ? 2000 : 15000); // live while a run trains
