@@ -2,9 +2,11 @@
 
 A user message is screened alone and, when the session has earlier messages, together
 with them: "tonight's the night" is calm alone and a plan after "I've been saving my
-pills". After a crisis turn, a message that calms ("thank you, I'll call them now") is
-medium and one that goes on ("the train is in five minutes") stays high. The highest
-level found wins. A model reply is screened at sentence ends, all of it up to
+pills". Read together, messages raise the level to high only when the earlier ones carried risk
+(otherwise to medium: resources and the judge's second opinion), and a vague message high alone but calm
+with what came before ("I can't do this anymore" after a spreadsheet) is medium. After a crisis
+turn, a message that calms ("thank you, I'll call them now") is medium and one that goes on ("the
+train is in five minutes") stays high. A model reply is screened at sentence ends, all of it up to
 there, so a stream can release text as soon as it is screened and no unsafe sentence
 ever leaves the server; a whole reply goes through the same gate, fed at once.
 """
@@ -102,19 +104,31 @@ class Screener:
         found = Screening(patterns.risk_level(text), "patterns")
         if self.messages is None or found.risk_level == HIGH:
             return found if found.risk_level != NONE else Screening(NONE)
-        candidates = [("semantic", text)] + ([("context", labelled.with_context(context, text))] if context else [])
-        judged = [(layer, t) for layer, t in candidates if len(t.split()) >= MIN_WORDS]
-        for (layer, _), level in zip(judged, self._semantic_levels([t for _, t in judged])):
-            if layer == "context" and level != HIGH:
-                continue  # context only raises a message to high
-            if LEVELS.index(level) > LEVELS.index(found.risk_level):
-                found = Screening(level, layer)
-        if found.risk_level == HIGH and context and self._calms_after_crisis(context, text):
+        texts = [text if len(text.split()) >= MIN_WORDS else None]
+        if context:
+            together, earlier = labelled.with_context(context, text), labelled.with_context(context[:-1], context[-1])
+            texts += [together if len(together.split()) >= MIN_WORDS else None, earlier]
+        alone, together_level, earlier_level = self._semantic_levels(texts) + [None] * (3 - len(texts))
+        earlier_patterns = patterns.risk_level(earlier) if context else NONE
+        if alone is not None and LEVELS.index(alone) > LEVELS.index(found.risk_level):
+            found = Screening(alone, "semantic")
+        if together_level == HIGH and found.risk_level != HIGH:
+            # Two messages calm alone do not make a crisis together unless the earlier ones carried risk; read
+            # together they still earn the lines and the judge's second opinion ("I went to the pharmacy twice
+            # today", then "that should be enough").
+            if earlier_patterns != NONE or earlier_level in (MEDIUM, HIGH):
+                found = Screening(HIGH, "context")
+            elif found.risk_level == NONE:
+                found = Screening(MEDIUM, "context")
+        elif together_level == NONE and found == Screening(HIGH, "semantic"):
+            found = Screening(MEDIUM, "context")  # a vague follow-up that reads calm with what came before it
+        after_crisis = HIGH in (earlier_patterns, earlier_level)
+        if found.risk_level == HIGH and after_crisis and self._calms_after_crisis(text):
             found = Screening(MEDIUM, "context")
         return found if found.risk_level != NONE else Screening(NONE)
 
-    def _calms_after_crisis(self, context: list[str] | tuple[str, ...], text: str) -> bool:
-        """Whether the earlier messages alone were high and this one calms.
+    def _calms_after_crisis(self, text: str) -> bool:
+        """Whether a message after a crisis turn (the earlier messages alone were high) calms.
 
         After a crisis turn, which already got the crisis reply, the earlier messages dominate the
         context's embedding whatever follows, and a calming message often names the means it puts away
@@ -123,9 +137,6 @@ class Screener:
         ("turning my phone off now") gets the crisis reply again. Explicit wording (the patterns) always
         stays high.
         """
-        earlier = labelled.with_context(context[:-1], context[-1])
-        if patterns.risk_level(earlier) != HIGH and self._semantic_levels([earlier]) != [HIGH]:
-            return False
         try:
             return bool(self.after_crisis.probabilities([text])[0][1] >= CALMS_AT)
         except Exception:
@@ -153,16 +164,16 @@ class Screener:
         long_enough = len(text.split()) >= (REPLY_MIN_WORDS if ended else PREFIX_MIN_WORDS)
         return self.replies is not None and long_enough and self._semantic_unsafe(text)
 
-    def _semantic_levels(self, texts: list[str]) -> list[str]:
-        """The semantic layer's level per text; NONE for all when it fails (the patterns still stand)."""
-        if not texts:
-            return []
+    def _semantic_levels(self, texts: list[str | None]) -> list[str | None]:
+        """The semantic layer's level per text, in one call (None for a None text); NONE for all when it fails
+        (the patterns still stand)."""
+        given = [t for t in texts if t is not None]
         try:
-            probabilities = self.messages.probabilities(texts)
+            found = iter(LEVELS[i] for i in levels(self.messages.probabilities(given))) if given else iter(())
         except Exception:
             log.exception("The semantic safety layer failed on a message; the patterns' verdict stands")
-            return [NONE] * len(texts)
-        return [LEVELS[i] for i in levels(probabilities)]
+            found = iter([NONE] * len(given))
+        return [None if t is None else next(found) for t in texts]
 
     def _semantic_unsafe(self, text: str) -> bool:
         """The semantic verdict on a reply so far; a failure withholds nothing the patterns passed."""
