@@ -68,16 +68,18 @@ def test_passive_ideation_the_patterns_missed_gets_resources(client, fake_groq):
 
 def test_a_plan_that_only_the_previous_message_makes_clear_gets_the_lines_and_the_judges_opinion(
         app, client, fake_groq):
+    fake_groq.then_for(CHAT_MODEL, Behaviour(), Behaviour(text="That sounds like a busy day. How are you feeling "
+                                                               "right now, and is anything weighing on you?"))
     first = client.post("/api/chat", json={"message": "i went to the pharmacy twice today"}).get_json()
-    second = client.post("/api/chat", json={"message": "that should be enough",
+    second = client.post("/api/chat", json={"message": "i think that is enough now",
                                             "session_id": first["session_id"]}).get_json()
-    alone = client.post("/api/chat", json={"message": "that should be enough"}).get_json()
+    alone = client.post("/api/chat", json={"message": "i think that is enough now"}).get_json()
 
     assert (first["risk_level"], alone["risk_level"]) == ("none", "none")
     # each message is calm alone, so together they are not a crisis for the local screen (the judge may raise it)
     assert (second["risk_level"], second["source"]) == ("medium", "groq") and second["resources"][0]["contact"] == "988"
     assert [r.body["messages"][-1]["content"] for r in fake_groq.requests_for(JUDGE_MODEL)] == [
-        "Earlier messages:\n- i went to the pharmacy twice today\n\nLatest message:\nthat should be enough"]
+        "Earlier messages:\n- i went to the pharmacy twice today\n\nLatest message:\ni think that is enough now"]
 
 
 def test_after_a_crisis_turn_a_calming_message_reaches_the_model_and_one_that_goes_on_does_not(client, fake_groq):

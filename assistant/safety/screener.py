@@ -29,21 +29,22 @@ from embeddings.model import shared_embedder
 log = logging.getLogger(__name__)
 
 LEVELS = (NONE, MEDIUM, HIGH)
-# Chosen on the dev split (bench/safety_eval.py --tune; 147 high-risk, 31 passive, 170 hard negatives, 143
-# replies, 47 messages after a crisis turn), leaning to recall: a missed crisis costs more than a needless
-# crisis reply. High at 0.2: recall 0.98 with 18% of hard negatives answered as a crisis (0.25: 0.96 and 17%;
-# 0.3: 0.95 and 14%). Medium at 0.4: passive recall 0.94 with 25% of hard negatives given resources (0.45:
-# 0.90). Replies at 0.4: 0.91 of unsafe ones withheld and 3% of safe ones (0.3: 0.93 and 5%; 0.5: 0.89 and
-# 3%; 0.7: 0.76 and 1%). After a crisis turn, calming at 0.5: 9% of messages that go on are lowered to
+# Chosen on the dev split (bench/safety_eval.py --tune), leaning to recall: a missed crisis costs more than a
+# needless crisis reply. Measured again on dev after the ordinary rows were added (147 high-risk, 31 passive,
+# 366 hard negatives and ordinary messages, 220 replies): high at 0.2, recall 0.97 with 18% of negatives
+# screened high (0.25: 0.96 and 14%; 0.3: 0.92 and 13%). Medium at 0.4: passive recall 0.94 (0.45: 0.87).
+# Replies at 0.4: 0.91 of unsafe ones withheld and 2% of safe ones (0.3: 0.93 and 3%; 0.2: 0.96 and 8%).
+# After a crisis turn, calming at 0.5: 9% of messages that go on are lowered to
 # medium at any threshold up to 0.8, and 25% of calming ones keep the crisis reply (0.3: 4%; 0.7: 46%).
-# Test figures: README.
+# Test figures: docs/SAFETY.md.
 HIGH_AT = 0.2  # P(high) from which a message is high risk
 MEDIUM_AT = 0.4  # P(high) + P(medium) from which it is at least medium
 UNSAFE_AT = 0.4  # P(unsafe) of a reply so far from which it is withheld
 CALMS_AT = 0.5  # P(calms) from which a message after a crisis turn is medium, not high
-# Shorter texts are left to the patterns: none of the 575 labelled risk messages is shorter, and on a
-# fragment ("turn 3", "ok") the classifier has nothing to go on.
-MIN_WORDS = 3
+# Shorter texts are left to the patterns: on a fragment ("turn 3", "ok", "I feel sad") the classifier has
+# nothing to go on. Chosen on dev: 4 words lose no high-risk recall on dev (0.952) and screen fewer negatives
+# high than 3 (0.167 against 0.169); with 3, three-word feelings were read as passive ideation.
+MIN_WORDS = 4
 REPLY_MIN_WORDS = 8  # for a whole reply: the shortest labelled reply has 9 words
 PREFIX_MIN_WORDS = 15  # a stream holds text until then: on shorter prefixes the classifier misfired on dev
 SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
@@ -115,7 +116,7 @@ class Screener:
         if together_level == HIGH and found.risk_level != HIGH:
             # Two messages calm alone do not make a crisis together unless the earlier ones carried risk; read
             # together they still earn the lines and the judge's second opinion ("I went to the pharmacy twice
-            # today", then "that should be enough").
+            # today", then "I think that is enough now").
             if earlier_patterns != NONE or earlier_level in (MEDIUM, HIGH):
                 found = Screening(HIGH, "context")
             elif found.risk_level == NONE:
