@@ -105,26 +105,29 @@ class Screener:
         found = Screening(patterns.risk_level(text), "patterns")
         if self.messages is None or found.risk_level == HIGH:
             return found if found.risk_level != NONE else Screening(NONE)
-        texts = [text if len(text.split()) >= MIN_WORDS else None]
-        if context:
-            together, earlier = labelled.with_context(context, text), labelled.with_context(context[:-1], context[-1])
-            texts += [together if len(together.split()) >= MIN_WORDS else None, earlier]
-        alone, together_level, earlier_level = self._semantic_levels(texts) + [None] * (3 - len(texts))
-        earlier_patterns = patterns.risk_level(earlier) if context else NONE
+        together = labelled.with_context(context, text) if context else ""
+        alone, together_level = self._semantic_levels(
+            [t if len(t.split()) >= MIN_WORDS else None for t in (text, together)])
+        earlier = labelled.with_context(context[:-1], context[-1]) if context else ""
+
+        @functools.cache
+        def earlier_level() -> str:
+            """The earlier messages' own level: read only when a verdict depends on it (a second embedding)."""
+            return max(patterns.risk_level(earlier), self._semantic_levels([earlier])[0], key=LEVELS.index)
+
         if alone is not None and LEVELS.index(alone) > LEVELS.index(found.risk_level):
             found = Screening(alone, "semantic")
         if together_level == HIGH and found.risk_level != HIGH:
             # Two messages calm alone do not make a crisis together unless the earlier ones carried risk; read
             # together they still earn the lines and the judge's second opinion ("I went to the pharmacy twice
             # today", then "I think that is enough now").
-            if earlier_patterns != NONE or earlier_level in (MEDIUM, HIGH):
+            if earlier_level() != NONE:
                 found = Screening(HIGH, "context")
             elif found.risk_level == NONE:
                 found = Screening(MEDIUM, "context")
         elif together_level == NONE and found == Screening(HIGH, "semantic"):
             found = Screening(MEDIUM, "context")  # a vague follow-up that reads calm with what came before it
-        after_crisis = HIGH in (earlier_patterns, earlier_level)
-        if found.risk_level == HIGH and after_crisis and self._calms_after_crisis(text):
+        if found.risk_level == HIGH and context and earlier_level() == HIGH and self._calms_after_crisis(text):
             found = Screening(MEDIUM, "context")
         return found if found.risk_level != NONE else Screening(NONE)
 
