@@ -30,3 +30,11 @@ logger_class = "web.access_log.RedactingLogger"  # session ids are capabilities:
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+
+
+def on_starting(server):
+    """Say at start-up what the rate limits count: with memory:// each worker counts on its own."""
+    if workers > 1 and _settings.ratelimit_storage_uri.startswith("memory://"):
+        server.log.warning("Rate limits count per worker with RATELIMIT_STORAGE_URI=memory://: %d workers let up to "
+                           "%d times CHAT_RATE_LIMIT through. Set RATELIMIT_STORAGE_URI=redis://... to count once.",
+                           workers, workers)

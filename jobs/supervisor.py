@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 LEASE_TTL = 60.0  # a holder that has not renewed for this long is presumed dead
 HEARTBEAT = 10.0
+# A run's child closes its record, then exits; its supervisor releases the lease after that (torch's
+# teardown, the log relay): up to a few seconds in which the lease is held but no run is running.
+SETTLE_S, SETTLE_POLL_S = 10.0, 0.1
 CHILD_NICE = 10
 ERROR_TAIL_LINES = 30
 
@@ -60,10 +64,16 @@ class Supervisor:
             raise
 
     def start_now(self, trigger: str = "admin", from_base: bool = False) -> int:
-        """Start a run at once, whatever the count, supervised by a new thread; raises TrainingBusy."""
-        run_id = self.claim(trigger, from_base)
-        if run_id is None:
-            raise TrainingBusy("A training run is already in progress.")
+        """Start a run at once, whatever the count, supervised by a new thread; raises TrainingBusy.
+
+        While the lease is held but no run is marked running (one has just ended and its supervisor is
+        letting go), wait for it, up to SETTLE_S: an admin who clicks "Train now" right after a run is
+        not refused."""
+        deadline = time.monotonic() + SETTLE_S
+        while (run_id := self.claim(trigger, from_base)) is None:
+            if self.runs.running() is not None or time.monotonic() > deadline:
+                raise TrainingBusy("A training run is already in progress.")
+            time.sleep(SETTLE_POLL_S)
         log.info("Training started by %s: run %s", trigger, run_id)
         threading.Thread(target=self.supervise, args=(run_id,), name=f"training-run-{run_id}", daemon=True).start()
         return run_id

@@ -82,7 +82,7 @@ def test_client_disconnecting_mid_stream_leaves_a_truncated_reply(database_url, 
     assert status == "truncated" and 0 < len(words) < 300 and words[:3] == ["Thank", "you", "for"]
 
 
-def test_the_access_log_never_holds_a_session_id(database_url, fake_groq, tmp_path):
+def test_the_log_never_holds_a_session_id_and_warns_that_limits_count_per_worker(database_url, fake_groq, tmp_path):
     log_path = tmp_path / "gunicorn.log"
     with gunicorn(server_env(database_url, fake_groq), log_path=log_path) as base_url:
         session_id = requests.post(f"{base_url}/api/chat", json={"message": "hello"}, timeout=30).json()["session_id"]
@@ -93,6 +93,7 @@ def test_the_access_log_never_holds_a_session_id(database_url, fake_groq, tmp_pa
     log = log_path.read_text()
     assert session_id not in log
     assert '"GET /api/sessions/-/messages HTTP/1.1" 200' in log and '"DELETE /api/sessions/- HTTP/1.1" 204' in log
+    assert "Rate limits count per worker with RATELIMIT_STORAGE_URI=memory://: 2 workers" in log
 
 
 def test_a_failed_statement_does_not_carry_its_parameters_into_the_error(database_url):

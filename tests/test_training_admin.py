@@ -3,12 +3,15 @@
 import json
 import os
 import signal
+import threading
 import time
 from dataclasses import replace
 
 import pytest
 
 from config import Settings
+from storage.leases import Leases
+from storage.training_runs import TrainingRuns
 from tests.conftest import stored
 from tests.test_trainer_e2e import hold_conversations
 
@@ -58,6 +61,22 @@ def test_admin_starts_a_run_sees_its_progress_and_gets_a_version(trainer_app, fa
     stats = client.get("/api/stats", headers=admin_headers).get_json()
     assert stats["active_model"] == run["version"] and stats["auto_training"]["running"] is None
     assert stats["eligible_since_last_training"] == 0 and stats["auto_training"]["lease_holder"] is None
+
+
+def test_train_now_right_after_a_run_ends_waits_for_the_lease_instead_of_refusing(app, admin_headers):
+    engine = app.extensions["therapistai"].repo.engine
+    runs, leases = TrainingRuns(engine), Leases(engine)
+    ended = runs.start("auto", {}).id
+    assert leases.acquire("a-supervisor-letting-go", 60)
+    runs.fail_if_running(ended, "The training process exited with code 1.")  # closed; the lease not yet released
+    threading.Timer(1.0, leases.release, args=("a-supervisor-letting-go",)).start()
+    client = app.test_client()
+
+    started = client.post("/api/admin/training", headers=admin_headers)
+
+    assert started.status_code == 202
+    run = wait_for_run(client, admin_headers, started.get_json()["run_id"])
+    assert run["trigger"] == "admin" and run["status"] == "failed"  # no conversations: nothing to learn from
 
 
 def test_killing_the_training_child_fails_the_run_frees_the_lease_and_keeps_serving(
