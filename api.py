@@ -15,7 +15,7 @@ from assistant.safety.screener import shared_screener
 from assistant.shadow import Shadow
 from assistant.tryout import TryOut
 from assistant.turn import Turns
-from config import Settings, configure_logging
+from config import Settings, cli_settings, configure_logging
 from embeddings.model import shared_embedder
 from jobs.trigger import Trigger
 from registry.store import Registry
@@ -111,5 +111,5 @@ def __getattr__(name: str) -> Flask:
 
 
 if __name__ == "__main__":
-    dev_settings = Settings.from_env()
+    dev_settings = cli_settings()
     create_app(dev_settings).run(host="127.0.0.1", port=dev_settings.port, threaded=True)

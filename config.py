@@ -1,16 +1,22 @@
-"""Every environment flag, parsed and validated once.
+"""Every environment flag, declared once, parsed and validated once.
 
+Each setting's variable, default, bounds and one line of help sit beside its field
+(``setting(...)``, in the spirit of TRL's ``SFTConfig`` metadata). ``Settings.from_env`` reads
+them from there, and ``python -m config`` writes docs/CONFIG.md from the same declarations.
 Nothing else in the project reads ``os.environ``: modules receive a ``Settings``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
+import sys
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 DEFAULT_DATABASE_URL = "sqlite:///data/ai_training_data.db"
 
@@ -19,187 +25,206 @@ class ConfigError(ValueError):
     """A flag has a value the service cannot run with."""
 
 
+def setting(env: str, default: Any, doc: str, *, minimum: float | None = None, maximum: float | None = None,
+            choices: tuple[str, ...] = (), parse: Callable[["_Env", dataclasses.Field], Any] | None = None,
+            shown: str | None = None) -> Any:
+    """A field read from the variable ``env``, with its default, bounds and one line of help.
+
+    ``parse(env, field)`` reads a value that is more than its own variable (aliases, URLs, a
+    default that depends on the platform); ``shown`` is the default as docs/CONFIG.md prints it
+    when the value alone would mislead.
+    """
+    return field(default=default, metadata={"env": env, "doc": doc, "minimum": minimum, "maximum": maximum,
+                                             "choices": choices, "parse": parse, "shown": shown})
+
+
+def _database_url(env: "_Env", f: dataclasses.Field | None = None) -> str:
+    """DATABASE_URL wins over DB_URL; the SQLite file under data/ when neither is set."""
+    return env.text("DATABASE_URL") or env.text("DB_URL") or DEFAULT_DATABASE_URL
+
+
+def _rate_limit(env: "_Env", f: dataclasses.Field) -> str:
+    """A rate limit in Flask-Limiter's notation: "30 per minute;500 per day"."""
+    from limits import parse_many
+
+    name = f.metadata["env"]
+    value = env.text(name) or f.default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name} must look like '30 per minute;500 per day', not {value!r}.") from None
+    return value
+
+
+def _storage_uri(env: "_Env", f: dataclasses.Field) -> str:
+    """RATELIMIT_STORAGE_URI, Flask-Limiter's own setting: memory:// or a redis:// URL."""
+    value = env.text("RATELIMIT_STORAGE_URI") or f.default
+    if not re.match(r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster|memcached|mongodb)://", value):
+        raise ConfigError(f"RATELIMIT_STORAGE_URI must be memory:// or a redis:// URL, not {value!r}.")
+    return value
+
+
+def _model_store_url(env: "_Env", f: dataclasses.Field) -> str | None:
+    """MODEL_STORE_URL, when set, as s3://bucket or s3://bucket/prefix."""
+    url = env.text("MODEL_STORE_URL")
+    if url is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", url):
+        raise ConfigError(f"MODEL_STORE_URL must look like s3://bucket/prefix, not {url!r}.")
+    return url
+
+
+def _empty_turns_off(env: "_Env", f: dataclasses.Field) -> str | None:
+    """The value, the default when the variable is absent, None (off) when it is set empty."""
+    name = f.metadata["env"]
+    return env.text(name) if name in env.environ else f.default
+
+
+def _proxy_hops(env: "_Env", f: dataclasses.Field) -> int:
+    """PROXY_HOPS; on Railway, its one proxy unless told otherwise."""
+    default = 1 if env.text("RAILWAY_ENVIRONMENT") else f.default
+    return env.number("PROXY_HOPS", default, int, f.metadata["minimum"], f.metadata["maximum"])
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    """Fine-tuning knobs; each has a default that fits a 2 GB, 2-core container."""
+    """Fine-tuning knobs; each default fits a 2 GB, 2-core container."""
 
-    full_finetune: bool = False  # TRAIN_FULL: update every weight instead of LoRA adapters
-    lora_r: int = 16  # LORA_R: adapter rank
-    lora_alpha: int = 32  # LORA_ALPHA: adapter scale numerator
-    lora_dropout: float = 0.0  # LORA_DROPOUT: 0.05 costs a third of the throughput on CPU
-    epochs: int = 2  # TRAIN_EPOCHS: passes over the training split
-    learning_rate: float = 2e-4  # TRAIN_LR: peak, after warm-up, decayed linearly to zero
-    warmup_ratio: float = 0.1  # TRAIN_WARMUP_RATIO: share of steps spent warming up
-    batch_tokens: int = 1024  # TRAIN_BATCH_TOKENS: padded tokens per micro-batch (memory grows with it)
-    grad_accum: int = 2  # TRAIN_GRAD_ACCUM: micro-batches per optimiser step
-    max_seq_len: int = 512  # TRAIN_MAX_SEQ_LEN: longer examples lose their oldest turns
-    gradient_checkpointing: bool = True  # TRAIN_GRADIENT_CHECKPOINTING: on layers TRAIN_MEMORY_MB cannot hold; 0: none
-    memory_mb: int = 2048  # TRAIN_MEMORY_MB: the training process's budget, which sets how many layers are checkpointed
-    bf16: str = "auto"  # TRAIN_BF16: auto (where the CPU has bf16), 1 or 0
-    threads: int = 0  # TRAIN_THREADS: 0 = the container's CPU quota
-    seed: int = 42  # TRAIN_SEED
-    eval_fraction: float = 0.1  # TRAIN_EVAL_FRACTION: conversations held out
-    eval_replies: int = 16  # TRAIN_EVAL_REPLIES: held-out prompts each version answers, to be read beside Groq's
-    similarity_margin: float = 0.05  # TRAIN_SIMILARITY_MARGIN: how far below the active version's it may fall
-    replay_ratio: float = 1.0  # TRAIN_REPLAY_RATIO: older examples replayed per new one in an incremental run
-    full_every: int = 10  # TRAIN_FULL_EVERY: every Nth run retrains from the base model on the whole history
-
-    @classmethod
-    def from_env(cls, env: "_Env") -> "TrainSettings":
-        """Parse the TRAIN_* and LORA_* flags."""
-        d = cls()
-        return cls(
-            full_finetune=env.flag("TRAIN_FULL", d.full_finetune),
-            lora_r=env.number("LORA_R", d.lora_r, int, minimum=1),
-            lora_alpha=env.number("LORA_ALPHA", d.lora_alpha, int, minimum=1),
-            lora_dropout=env.number("LORA_DROPOUT", d.lora_dropout, float, minimum=0, maximum=0.9),
-            epochs=env.number("TRAIN_EPOCHS", d.epochs, int, minimum=1),
-            learning_rate=env.number("TRAIN_LR", d.learning_rate, float, minimum=1e-8),
-            warmup_ratio=env.number("TRAIN_WARMUP_RATIO", d.warmup_ratio, float, minimum=0, maximum=0.9),
-            batch_tokens=env.number("TRAIN_BATCH_TOKENS", d.batch_tokens, int, minimum=16),
-            grad_accum=env.number("TRAIN_GRAD_ACCUM", d.grad_accum, int, minimum=1),
-            max_seq_len=env.number("TRAIN_MAX_SEQ_LEN", d.max_seq_len, int, minimum=16),
-            gradient_checkpointing=env.flag("TRAIN_GRADIENT_CHECKPOINTING", d.gradient_checkpointing),
-            memory_mb=env.number("TRAIN_MEMORY_MB", d.memory_mb, int, minimum=256),
-            bf16=env.tristate("TRAIN_BF16"),
-            threads=env.number("TRAIN_THREADS", d.threads, int, minimum=0),
-            seed=env.number("TRAIN_SEED", d.seed, int, minimum=0),
-            eval_fraction=env.number("TRAIN_EVAL_FRACTION", d.eval_fraction, float, minimum=0.01, maximum=0.5),
-            eval_replies=env.number("TRAIN_EVAL_REPLIES", d.eval_replies, int, minimum=1),
-            similarity_margin=env.number("TRAIN_SIMILARITY_MARGIN", d.similarity_margin, float, minimum=0,
-                                         maximum=1),
-            replay_ratio=env.number("TRAIN_REPLAY_RATIO", d.replay_ratio, float, minimum=0, maximum=100),
-            full_every=env.number("TRAIN_FULL_EVERY", d.full_every, int, minimum=1),
-        )
+    full_finetune: bool = setting("TRAIN_FULL", False, "update every weight instead of LoRA adapters")
+    lora_r: int = setting("LORA_R", 16, "adapter rank", minimum=1)
+    lora_alpha: int = setting("LORA_ALPHA", 32, "adapter scale numerator", minimum=1)
+    lora_dropout: float = setting("LORA_DROPOUT", 0.0, "adapter dropout; 0.05 costs a third of the throughput on CPU",
+                                  minimum=0, maximum=0.9)
+    epochs: int = setting("TRAIN_EPOCHS", 2, "passes over the training split", minimum=1)
+    learning_rate: float = setting("TRAIN_LR", 2e-4, "peak learning rate, after warm-up, decayed linearly to zero",
+                                   minimum=1e-8)
+    warmup_ratio: float = setting("TRAIN_WARMUP_RATIO", 0.1, "share of steps spent warming up", minimum=0, maximum=0.9)
+    batch_tokens: int = setting("TRAIN_BATCH_TOKENS", 1024, "padded tokens per micro-batch (memory grows with it)",
+                                minimum=16)
+    grad_accum: int = setting("TRAIN_GRAD_ACCUM", 2, "micro-batches per optimiser step", minimum=1)
+    max_seq_len: int = setting("TRAIN_MAX_SEQ_LEN", 512, "longer examples lose their oldest exchanges", minimum=16)
+    gradient_checkpointing: bool = setting("TRAIN_GRADIENT_CHECKPOINTING", True,
+                                           "checkpoint the layers TRAIN_MEMORY_MB cannot hold; 0: none")
+    memory_mb: int = setting("TRAIN_MEMORY_MB", 2048, "the training process's memory budget, which sets how many "
+                             "layers are checkpointed", minimum=256)
+    bf16: str = setting("TRAIN_BF16", "auto", "bf16 autocast: auto (where the CPU has bf16), 1 or 0",
+                        choices=("auto", "1", "0"))
+    threads: int = setting("TRAIN_THREADS", 0, "torch threads; 0: the container's CPU quota", minimum=0)
+    seed: int = setting("TRAIN_SEED", 42, "seed of the split, the shuffles and the replayed examples", minimum=0)
+    eval_fraction: float = setting("TRAIN_EVAL_FRACTION", 0.1, "share of conversations held out",
+                                   minimum=0.01, maximum=0.5)
+    eval_replies: int = setting("TRAIN_EVAL_REPLIES", 16, "held-out prompts each version answers, to be read beside "
+                                "Groq's", minimum=1)
+    similarity_margin: float = setting("TRAIN_SIMILARITY_MARGIN", 0.05, "how far the candidate's similarity to "
+                                       "Groq's replies may fall below the active version's", minimum=0, maximum=1)
+    replay_ratio: float = setting("TRAIN_REPLAY_RATIO", 1.0, "older examples replayed per new one in an incremental "
+                                  "run", minimum=0, maximum=100)
+    full_every: int = setting("TRAIN_FULL_EVERY", 10, "one run in this many retrains from the base model on the "
+                              "whole history", minimum=1)
 
 
 @dataclass(frozen=True)
 class LocalSettings:
     """How the local model answers when USE_LOCAL_AI=1."""
 
-    timeout: float = 30.0  # LOCAL_TIMEOUT: seconds for a whole reply before Groq answers instead
-    poll_seconds: float = 30.0  # MODEL_POLL_SECONDS: how often a worker looks for a newer active version
-    max_new_tokens: int = 256  # LOCAL_MAX_NEW_TOKENS
-    temperature: float = 0.7  # LOCAL_TEMPERATURE: 0 picks the likeliest token every time
-    top_p: float = 0.9  # LOCAL_TOP_P
-    repetition_penalty: float = 1.1  # LOCAL_REPETITION_PENALTY
-    quantize: bool = True  # LOCAL_QUANTIZE: int8 weights for the linear layers, ~1.9x the tokens/s of fp32
-    threads: int = 0  # LOCAL_THREADS: 0 = the container's CPU quota
-
-    @classmethod
-    def from_env(cls, env: "_Env") -> "LocalSettings":
-        """Parse LOCAL_TIMEOUT, MODEL_POLL_SECONDS and the LOCAL_* generation flags."""
-        d = cls()
-        return cls(
-            timeout=env.number("LOCAL_TIMEOUT", d.timeout, float, minimum=0.1),
-            poll_seconds=env.number("MODEL_POLL_SECONDS", d.poll_seconds, float, minimum=0.1),
-            max_new_tokens=env.number("LOCAL_MAX_NEW_TOKENS", d.max_new_tokens, int, minimum=1),
-            temperature=env.number("LOCAL_TEMPERATURE", d.temperature, float, minimum=0, maximum=5),
-            top_p=env.number("LOCAL_TOP_P", d.top_p, float, minimum=0.01, maximum=1),
-            repetition_penalty=env.number("LOCAL_REPETITION_PENALTY", d.repetition_penalty, float, minimum=0.5,
-                                          maximum=3),
-            quantize=env.flag("LOCAL_QUANTIZE", d.quantize),
-            threads=env.number("LOCAL_THREADS", d.threads, int, minimum=0),
-        )
+    timeout: float = setting("LOCAL_TIMEOUT", 30.0, "seconds for a local reply (queueing included) before Groq "
+                             "answers instead", minimum=0.1)
+    poll_seconds: float = setting("MODEL_POLL_SECONDS", 30.0, "how often each worker looks for a newly activated "
+                                  "version", minimum=0.1)
+    max_new_tokens: int = setting("LOCAL_MAX_NEW_TOKENS", 256, "local reply length cap", minimum=1)
+    temperature: float = setting("LOCAL_TEMPERATURE", 0.7, "sampling temperature; 0 picks the likeliest token every "
+                                 "time", minimum=0, maximum=5)
+    top_p: float = setting("LOCAL_TOP_P", 0.9, "nucleus sampling", minimum=0.01, maximum=1)
+    repetition_penalty: float = setting("LOCAL_REPETITION_PENALTY", 1.1, "penalty on repeated tokens",
+                                        minimum=0.5, maximum=3)
+    quantize: bool = setting("LOCAL_QUANTIZE", True, "int8 weights for the linear layers (tokens/s: "
+                             "docs/BENCHMARKS.md); 0 keeps fp32")
+    threads: int = setting("LOCAL_THREADS", 0, "torch threads for local replies; 0: the container's CPU quota",
+                           minimum=0)
 
 
 @dataclass(frozen=True)
 class Settings:
     """The service's configuration; build it with ``Settings.from_env``."""
 
-    groq_api_key: str | None = None
-    groq_model: str = "openai/gpt-oss-20b"
-    groq_base_url: str | None = None  # None lets the SDK use api.groq.com
-    groq_timeout: float = 30.0
-    groq_max_retries: int = 2
-    groq_max_tokens: int = 1024
-    database_url: str = DEFAULT_DATABASE_URL
-    use_local_ai: bool = False
-    enable_auto_training: bool = False
-    auto_train_threshold: int = 100
-    auto_train_cooldown: float = 600.0  # seconds after a failed run before the next trigger
-    model_dir: str = "./models"
-    base_model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
-    admin_token: str | None = None
-    max_message_chars: int = 4000
-    history_turns: int = 10
-    training_consent_default: bool = True
-    crisis_resources: str | None = None  # CRISIS_RESOURCES: one line in every language instead of the built-in ones
-    crisis_reply: str = "groq"  # CRISIS_REPLY: groq (under the crisis protocol, the fixed reply as fallback) | fixed
-    crisis_reply_timeout: float = 8.0  # CRISIS_REPLY_TIMEOUT: seconds Groq has for a crisis reply before the fixed one
-    safety_judge_model: str | None = "openai/gpt-oss-safeguard-20b"  # SAFETY_JUDGE_MODEL: empty turns the judge off
-    safety_judge_timeout: float = 1.5  # SAFETY_JUDGE_TIMEOUT: seconds for its verdict; then the local one stands
-    model_keep: int = 3
-    model_store_url: str | None = None  # s3://bucket/prefix: versions published there, MODEL_DIR a cache
-    aws_region: str | None = None  # AWS_REGION (boto3 itself reads only AWS_DEFAULT_REGION)
-    embeddings_dir: str = "./.cache/embeddings"  # where `python -m embeddings.export` put the ONNX model
-    memory_enabled: bool = True  # memory across sessions for those who opt in (POST /api/chat "remember")
-    memory_max_tokens: int = 400  # earlier exchanges recalled into the system prompt, at most
-    shadow_sample_rate: float = 0.0  # share of Groq's turns the active local version also answers, unseen
+    groq_api_key: str | None = setting("GROQ_API_KEY", None, "Groq key; without it chat answers 503")
+    groq_model: str = setting("GROQ_MODEL", "openai/gpt-oss-20b", "Groq model id")
+    groq_base_url: str | None = setting("GROQ_BASE_URL", None, "Groq endpoint (tests point it at a fake)",
+                                        shown="the SDK's (api.groq.com)")
+    groq_timeout: float = setting("GROQ_TIMEOUT", 30.0, "seconds per Groq request", minimum=0.1)
+    groq_max_retries: int = setting("GROQ_MAX_RETRIES", 2, "SDK retries with exponential backoff (honours "
+                                    "Retry-After)", minimum=0)
+    groq_max_tokens: int = setting("GROQ_MAX_TOKENS", 1024, "reply length cap", minimum=1)
+    database_url: str = setting("DATABASE_URL", DEFAULT_DATABASE_URL, "or DB_URL; postgres:// and postgresql:// use "
+                                "psycopg 3, with sslmode=require for non-local hosts unless given", parse=_database_url)
+    use_local_ai: bool = setting("USE_LOCAL_AI", False, "answer with the active local version, Groq as the fallback")
+    enable_auto_training: bool = setting("ENABLE_AUTO_TRAINING", False, "web workers start training when "
+                                         "AUTO_TRAIN_THRESHOLD is reached")
+    auto_train_threshold: int = setting("AUTO_TRAIN_THRESHOLD", 100, "eligible replies since the last completed run "
+                                        "that start training", minimum=1)
+    auto_train_cooldown: float = setting("AUTO_TRAIN_COOLDOWN", 600.0, "seconds after a failed run before the next "
+                                         "automatic one", minimum=0)
+    model_dir: str = setting("MODEL_DIR", "./models", "where model versions live; with MODEL_STORE_URL, their local "
+                             "cache", parse=lambda env, f: env.text("MODEL_DIR") or env.text("RAILWAY_VOLUME_MOUNT_PATH")
+                             or f.default, shown="./models, or RAILWAY_VOLUME_MOUNT_PATH when set")
+    base_model: str = setting("BASE_MODEL", "HuggingFaceTB/SmolLM2-135M-Instruct", "the model to fine-tune")
+    admin_token: str | None = setting("ADMIN_TOKEN", None, "bearer token of the admin endpoints; unset: they answer "
+                                      "403")
+    max_message_chars: int = setting("MAX_MESSAGE_CHARS", 4000, "longest accepted message", minimum=1)
+    history_turns: int = setting("HISTORY_TURNS", 10, "earlier exchanges sent to the model", minimum=0)
+    training_consent_default: bool = setting("TRAINING_CONSENT_DEFAULT", True, "consent of a session that does not "
+                                             "say")
+    crisis_resources: str | None = setting("CRISIS_RESOURCES", None, "one crisis line of your own, in every language, "
+                                           "instead of the built-in ones", shown="US lines (English and Spanish)")
+    crisis_reply: str = setting("CRISIS_REPLY", "groq", "groq: a patient at high risk gets Groq's reply under the "
+                                "crisis protocol, the fixed reply as fallback; fixed: always the fixed reply",
+                                choices=("groq", "fixed"))
+    crisis_reply_timeout: float = setting("CRISIS_REPLY_TIMEOUT", 8.0, "seconds Groq has for a crisis reply before "
+                                          "the fixed one answers", minimum=0.1)
+    safety_judge_model: str | None = setting("SAFETY_JUDGE_MODEL", "openai/gpt-oss-safeguard-20b", "the safety model "
+                                             "on Groq asked about medium- and high-risk messages; empty turns it off",
+                                             parse=_empty_turns_off)
+    safety_judge_timeout: float = setting("SAFETY_JUDGE_TIMEOUT", 1.5, "seconds the judge has; then the local "
+                                          "screen's verdict stands", minimum=0.05)
+    model_keep: int = setting("MODEL_KEEP", 3, "versions kept besides the active one", minimum=1)
+    model_store_url: str | None = setting("MODEL_STORE_URL", None, "s3://bucket/prefix: versions are published to "
+                                          "S3-compatible storage and fetched from it, MODEL_DIR a cache",
+                                          parse=_model_store_url)
+    aws_region: str | None = setting("AWS_REGION", None, "or AWS_DEFAULT_REGION: the bucket's region (boto3 itself "
+                                     "reads only AWS_DEFAULT_REGION)",
+                                     parse=lambda env, f: env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION"))
+    embeddings_dir: str = setting("EMBEDDINGS_DIR", "./.cache/embeddings", "where `python -m embeddings.export` wrote "
+                                  "the sentence-embedding model: screening, memory, near-duplicates")
+    memory_enabled: bool = setting("MEMORY_ENABLED", True, "memory across sessions for those who ask (remember); 0: "
+                                   "none at all, no ids, no embedding, no recall (forgetting still works)")
+    memory_max_tokens: int = setting("MEMORY_MAX_TOKENS", 400, "earlier exchanges recalled into the system prompt, "
+                                     "at most (4 characters a token)", minimum=0)
+    shadow_sample_rate: float = setting("SHADOW_SAMPLE_RATE", 0.0, "share of Groq's turns the active local version "
+                                        "also answers, unseen, for admins to judge", minimum=0, maximum=1)
     train: TrainSettings = field(default_factory=TrainSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
-    chat_rate_limit: str = "30 per minute;500 per day"  # per client, on POST /api/chat
-    admin_rate_limit: str = "10 per minute"  # per client, counting admin calls refused for a wrong token
-    ratelimit_storage_uri: str = "memory://"  # per process; redis://... shares counts between replicas
-    proxy_hops: int = 0  # trusted proxies in front that set X-Forwarded-For (Railway: 1)
-    port: int = 8000
-    web_concurrency: int = 2
-    web_threads: int = 64  # each client still sending its headers holds one (bench/slow_clients.py)
-    log_level: str = "INFO"
-    railway_environment: str | None = None
-    railway_volume_mount_path: str | None = None
+    chat_rate_limit: str = setting("CHAT_RATE_LIMIT", "30 per minute;500 per day", "chats per client on POST "
+                                   "/api/chat (Flask-Limiter's notation); over it, 429 rate_limited",
+                                   parse=_rate_limit)
+    admin_rate_limit: str = setting("ADMIN_RATE_LIMIT", "10 per minute", "admin calls refused for a wrong or missing "
+                                    "token, per client, over all admin endpoints", parse=_rate_limit)
+    ratelimit_storage_uri: str = setting("RATELIMIT_STORAGE_URI", "memory://", "where rate limits count: memory:// "
+                                         "per worker, redis://... once for every worker and replica",
+                                         parse=_storage_uri)
+    proxy_hops: int = setting("PROXY_HOPS", 0, "trusted proxies in front that append to X-Forwarded-For; with 0 the "
+                              "header is ignored", minimum=0, maximum=10, parse=_proxy_hops,
+                              shown="1 on Railway, else 0")
+    port: int = setting("PORT", 8000, "gunicorn binds 0.0.0.0:$PORT", minimum=1, maximum=65535)
+    web_concurrency: int = setting("WEB_CONCURRENCY", 2, "gunicorn workers", minimum=1)
+    web_threads: int = setting("WEB_THREADS", 64, "threads per gunicorn worker; a client still sending its request "
+                               "holds one (bench/slow_clients.py)", minimum=1)
+    log_level: str = setting("LOG_LEVEL", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    railway_environment: str | None = setting("RAILWAY_ENVIRONMENT", None, "set by Railway", shown="set by Railway")
+    railway_volume_mount_path: str | None = setting("RAILWAY_VOLUME_MOUNT_PATH", None, "set by Railway with a "
+                                                    "volume: the default MODEL_DIR", shown="set by Railway")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Parse the flags from ``environ`` (the process environment by default)."""
-        env = _Env(os.environ if environ is None else environ)
-        d = cls()
-        volume = env.text("RAILWAY_VOLUME_MOUNT_PATH")
-        return cls(
-            groq_api_key=env.text("GROQ_API_KEY"),
-            groq_model=env.text("GROQ_MODEL") or d.groq_model,
-            groq_base_url=env.text("GROQ_BASE_URL"),
-            groq_timeout=env.number("GROQ_TIMEOUT", d.groq_timeout, float, minimum=0.1),
-            groq_max_retries=env.number("GROQ_MAX_RETRIES", d.groq_max_retries, int, minimum=0),
-            groq_max_tokens=env.number("GROQ_MAX_TOKENS", d.groq_max_tokens, int, minimum=1),
-            database_url=_database_url(env),
-            use_local_ai=env.flag("USE_LOCAL_AI", d.use_local_ai),
-            enable_auto_training=env.flag("ENABLE_AUTO_TRAINING", d.enable_auto_training),
-            auto_train_threshold=env.number("AUTO_TRAIN_THRESHOLD", d.auto_train_threshold, int, minimum=1),
-            auto_train_cooldown=env.number("AUTO_TRAIN_COOLDOWN", d.auto_train_cooldown, float, minimum=0),
-            model_dir=env.text("MODEL_DIR") or volume or d.model_dir,
-            base_model=env.text("BASE_MODEL") or d.base_model,
-            admin_token=env.text("ADMIN_TOKEN"),
-            max_message_chars=env.number("MAX_MESSAGE_CHARS", d.max_message_chars, int, minimum=1),
-            history_turns=env.number("HISTORY_TURNS", d.history_turns, int, minimum=0),
-            training_consent_default=env.flag("TRAINING_CONSENT_DEFAULT", d.training_consent_default),
-            crisis_resources=env.text("CRISIS_RESOURCES"),
-            crisis_reply=env.choice("CRISIS_REPLY", d.crisis_reply, ("GROQ", "FIXED")).lower(),
-            crisis_reply_timeout=env.number("CRISIS_REPLY_TIMEOUT", d.crisis_reply_timeout, float, minimum=0.1),
-            safety_judge_model=(env.text("SAFETY_JUDGE_MODEL") if "SAFETY_JUDGE_MODEL" in env.environ
-                                else d.safety_judge_model),
-            safety_judge_timeout=env.number("SAFETY_JUDGE_TIMEOUT", d.safety_judge_timeout, float, minimum=0.05),
-            model_keep=env.number("MODEL_KEEP", d.model_keep, int, minimum=1),
-            model_store_url=_model_store_url(env),
-            aws_region=env.text("AWS_REGION") or env.text("AWS_DEFAULT_REGION"),
-            embeddings_dir=env.text("EMBEDDINGS_DIR") or d.embeddings_dir,
-            memory_enabled=env.flag("MEMORY_ENABLED", d.memory_enabled),
-            memory_max_tokens=env.number("MEMORY_MAX_TOKENS", d.memory_max_tokens, int, minimum=0),
-            shadow_sample_rate=env.number("SHADOW_SAMPLE_RATE", d.shadow_sample_rate, float, minimum=0, maximum=1),
-            train=TrainSettings.from_env(env),
-            local=LocalSettings.from_env(env),
-            chat_rate_limit=_rate_limit(env, "CHAT_RATE_LIMIT", d.chat_rate_limit),
-            admin_rate_limit=_rate_limit(env, "ADMIN_RATE_LIMIT", d.admin_rate_limit),
-            ratelimit_storage_uri=_storage_uri(env),
-            proxy_hops=env.number("PROXY_HOPS", 1 if env.text("RAILWAY_ENVIRONMENT") else d.proxy_hops, int,
-                                  minimum=0, maximum=10),
-            port=env.number("PORT", d.port, int, minimum=1, maximum=65535),
-            web_concurrency=env.number("WEB_CONCURRENCY", d.web_concurrency, int, minimum=1),
-            web_threads=env.number("WEB_THREADS", d.web_threads, int, minimum=1),
-            log_level=env.choice("LOG_LEVEL", d.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")),
-            railway_environment=env.text("RAILWAY_ENVIRONMENT"),
-            railway_volume_mount_path=volume,
-        )
+        return _from_env(cls, _Env(os.environ if environ is None else environ))
 
     @property
     def on_railway(self) -> bool:
@@ -212,6 +237,27 @@ class Settings:
             return False
         volume = Path(self.railway_volume_mount_path).resolve()
         return Path(path).resolve().is_relative_to(volume)
+
+
+def _from_env(cls: type, env: "_Env"):
+    """A settings class from its fields' declarations; nested settings classes in turn."""
+    kinds = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        kind, meta = kinds[f.name], f.metadata
+        if dataclasses.is_dataclass(kind):
+            values[f.name] = _from_env(kind, env)
+        elif meta["parse"]:
+            values[f.name] = meta["parse"](env, f)
+        elif kind is bool:
+            values[f.name] = env.flag(meta["env"], f.default)
+        elif kind in (int, float):
+            values[f.name] = env.number(meta["env"], f.default, kind, meta["minimum"], meta["maximum"])
+        elif meta["choices"]:
+            values[f.name] = env.choice(meta["env"], f.default, meta["choices"])
+        else:
+            values[f.name] = env.text(meta["env"]) or f.default
+    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -258,37 +304,16 @@ def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
     return _database_url(_Env(os.environ if environ is None else environ))
 
 
-def _database_url(env: "_Env") -> str:
-    """DATABASE_URL wins over DB_URL; the SQLite file under data/ when neither is set."""
-    return env.text("DATABASE_URL") or env.text("DB_URL") or DEFAULT_DATABASE_URL
-
-
-def _rate_limit(env: "_Env", name: str, default: str) -> str:
-    """A rate limit in Flask-Limiter's notation: "30 per minute;500 per day"."""
-    from limits import parse_many
-
-    value = env.text(name) or default
+def cli_settings() -> Settings:
+    """The flags of a command-line entry point, with logging configured from them; a bad flag ends the process
+    with exit code 2 and the sentence naming it."""
     try:
-        parse_many(value)
-    except ValueError:
-        raise ConfigError(f"{name} must look like '30 per minute;500 per day', not {value!r}.") from None
-    return value
-
-
-def _storage_uri(env: "_Env") -> str:
-    """RATELIMIT_STORAGE_URI, Flask-Limiter's own setting: memory:// or a redis:// URL."""
-    value = env.text("RATELIMIT_STORAGE_URI") or "memory://"
-    if not re.match(r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster|memcached|mongodb)://", value):
-        raise ConfigError(f"RATELIMIT_STORAGE_URI must be memory:// or a redis:// URL, not {value!r}.")
-    return value
-
-
-def _model_store_url(env: "_Env") -> str | None:
-    """MODEL_STORE_URL, when set, as s3://bucket or s3://bucket/prefix."""
-    url = env.text("MODEL_STORE_URL")
-    if url is not None and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", url):
-        raise ConfigError(f"MODEL_STORE_URL must look like s3://bucket/prefix, not {url!r}.")
-    return url
+        settings = Settings.from_env()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    return settings
 
 
 def configure_logging(level: str) -> None:
@@ -338,16 +363,51 @@ class _Env:
             raise ConfigError(f"{name} must be {bounds}, not {value!r}.")
         return parsed
 
-    def tristate(self, name: str) -> str:
-        """auto, 1 or 0 (auto when unset)."""
-        value = (self.text(name) or "auto").lower()
-        if value not in ("auto", "1", "0"):
-            raise ConfigError(f"{name} must be auto, 1 or 0, not {value!r}.")
-        return value
-
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        """One of a fixed set of values, case-insensitive."""
-        value = (self.text(name) or default).upper()
-        if value not in choices:
+        """One of a fixed set of values, case-insensitive, spelt as declared."""
+        value = self.text(name) or default
+        found = next((c for c in choices if c.lower() == value.lower()), None)
+        if found is None:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
-        return value
+        return found
+
+
+def reference() -> str:
+    """docs/CONFIG.md: every setting with its default, bounds and help, from the declarations above."""
+    lines = ["# Configuration", "",
+             "Generated from `config.py` by `python -m config > docs/CONFIG.md`; a test fails when it is stale.",
+             "Every flag is read and validated once at start-up; a bad value stops the service with a sentence",
+             "naming the flag. Booleans take 1/0, true/false, yes/no, on/off. boto3 reads the bucket's",
+             "`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` itself; they are never stored."]
+    for title, cls in (("Service", Settings), ("Local answers (USE_LOCAL_AI=1)", LocalSettings),
+                       ("Training", TrainSettings)):
+        lines += ["", f"## {title}", "", "| flag | default | values | meaning |", "| --- | --- | --- | --- |"]
+        for f in dataclasses.fields(cls):
+            if "env" in f.metadata:
+                meta = f.metadata
+                lines.append(f"| `{meta['env']}` | {meta['shown'] or _shown(f.default)} | {_values(meta)} | "
+                             f"{meta['doc']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _shown(default: Any) -> str:
+    """A default as the docs print it."""
+    if default is None:
+        return "unset"
+    if isinstance(default, bool):
+        return "`1`" if default else "`0`"
+    return f"`{default}`"
+
+
+def _values(meta: Mapping[str, Any]) -> str:
+    """The bounds or choices of a setting, for the docs."""
+    if meta["choices"]:
+        return ", ".join(f"`{c}`" for c in meta["choices"])
+    low, high = meta["minimum"], meta["maximum"]
+    if low is not None and high is not None:
+        return f"{low} to {high}"
+    return f"≥ {low}" if low is not None else ""
+
+
+if __name__ == "__main__":
+    sys.stdout.write(reference())

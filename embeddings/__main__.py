@@ -11,7 +11,7 @@ import sys
 
 from tqdm import tqdm
 
-from config import ConfigError, Settings, configure_logging
+from config import cli_settings
 from embeddings.indexer import Indexer
 from embeddings.model import load_embedder
 from embeddings.vectors import VectorStore
@@ -24,12 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("backfill", help="embed the remembered messages that have no embedding yet")
     parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
+    settings = cli_settings()
     embedder, error = load_embedder(settings.embeddings_dir)
     if embedder is None:
         print(f"error: the sentence-embedding model did not load: {error}", file=sys.stderr)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from config import Settings
+from config import cli_settings
 from embeddings.model import ONNX_FILE, bundled_model_dir
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="where to write it (default: EMBEDDINGS_DIR)")
     parser.add_argument("--force", action="store_true", help="export again even if the file exists")
     args = parser.parse_args(argv)
-    target = args.dir or Path(Settings.from_env().embeddings_dir)
+    target = args.dir or Path(cli_settings().embeddings_dir)
     if (target / ONNX_FILE).is_file() and not args.force:
         print(f"{target / ONNX_FILE} is already there")
         return 0

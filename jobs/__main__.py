@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 
-from config import ConfigError, Settings, configure_logging
+from config import Settings, cli_settings
 from jobs.policy import Policy
 from jobs.supervisor import Supervisor
 from jobs.trigger import POLL_SECONDS, Trigger
@@ -36,11 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("worker", help="watch the data and train whenever AUTO_TRAIN_THRESHOLD is reached")
     commands.add_parser("status", help="recent runs, the active version, data against the threshold")
     args = parser.parse_args(argv)
+    settings = cli_settings()
     try:
-        settings = Settings.from_env()
-        configure_logging(settings.log_level)
         return COMMANDS[args.command](settings, args)
-    except (ConfigError, RegistryError) as e:
+    except RegistryError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -1,8 +1,17 @@
 """Settings.from_env: defaults, aliases, and bad values that stop start-up."""
 
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+import config
 from config import DEFAULT_DATABASE_URL, ConfigError, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults_match_the_design():
@@ -62,3 +71,25 @@ def test_railway_trusts_its_one_proxy_and_elsewhere_none_unless_told():
     assert Settings.from_env({}).proxy_hops == 0
     assert Settings.from_env({"RAILWAY_ENVIRONMENT": "production"}).proxy_hops == 1
     assert Settings.from_env({"RAILWAY_ENVIRONMENT": "production", "PROXY_HOPS": "2"}).proxy_hops == 2
+
+
+def test_docs_config_is_generated_from_the_declarations():
+    documented = (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8")
+    assert documented == config.reference(), "docs/CONFIG.md is stale: run `python -m config > docs/CONFIG.md`"
+
+
+def test_every_setting_is_declared_with_its_variable_and_help():
+    for cls in (Settings, config.LocalSettings, config.TrainSettings):
+        for f in dataclasses.fields(cls):
+            if not dataclasses.is_dataclass(f.default_factory):
+                assert f.metadata["env"] and f.metadata["doc"], f.name
+
+
+@pytest.mark.parametrize("command", [["jobs", "status"], ["trainer", "models"], ["embeddings", "backfill"],
+                                     ["assistant.safety"]])
+def test_every_command_line_stops_on_a_bad_flag_with_a_sentence_naming_it(command):
+    done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HISTORY_TURNS": "ten"})
+
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: HISTORY_TURNS must be a whole number, not 'ten'."

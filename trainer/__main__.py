@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from config import ConfigError, Settings, configure_logging, database_url_from_env
+from config import cli_settings, configure_logging, database_url_from_env
 from registry.store import Registry
 from registry.versions import RegistryError, version_json
 from storage.migrate import migrated_engine
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, RegistryError) as e:
+    except RegistryError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:
@@ -91,7 +91,7 @@ def cmd_export(args) -> int:
     from storage.repo import Repo
     from trainer.dataset import export_jsonl, load_split
 
-    settings = _settings()
+    settings = cli_settings()
     split = load_split(Repo(migrated_engine(settings.database_url)), settings.history_turns,
                        settings.train.eval_fraction)
     count = export_jsonl(split, args.out)
@@ -121,16 +121,9 @@ def cmd_activate(args) -> int:
     return 0
 
 
-def _settings() -> Settings:
-    """The flags, for the commands that are not the training child; logging configured from them."""
-    settings = Settings.from_env()
-    configure_logging(settings.log_level)
-    return settings
-
-
 def _registry() -> Registry:
     """The versions of MODEL_DIR or MODEL_STORE_URL, with the database's active pointer."""
-    settings = _settings()
+    settings = cli_settings()
     return Registry.from_settings(settings, migrated_engine(settings.database_url))
 
 
