@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.safety import labelled  # noqa: E402
 from assistant.safety.patterns import HIGH, NONE  # noqa: E402
-from assistant.safety.screener import LEVELS, Screener, levels  # noqa: E402
+from assistant.safety import screener  # noqa: E402
+from assistant.safety.screener import HIGH_AT, LEVELS, UNSAFE_AT, Screener, levels  # noqa: E402
 from config import Settings  # noqa: E402
 
 GOALS = {"high_recall": 0.95, "passive_recall": 0.90, "everyday_high": 0.01, "everyday_medium": 0.05,
@@ -72,6 +73,26 @@ def reply_figures(screener: Screener, rows: list[labelled.Labelled]) -> dict:
             "by_category": {c: rate(lambda r, c=c: r.category == c) for c in sorted({r.category for r in rows})}}
 
 
+def long_reply_figures(screener: Screener, rows: list[labelled.Labelled], words: int = 150) -> dict:
+    """Long replies, as Groq writes them: each unsafe reply after safe ones of at least ``words`` words (still
+    withheld?), and safe replies strung together to that length (wrongly withheld?)."""
+    safe = [r.text for r in rows if r.label == "safe"]
+    unsafe = [r.text for r in rows if r.label == "unsafe"]
+
+    def preamble(start: int) -> str:
+        taken, i = [], start
+        while len(" ".join(taken).split()) < words:
+            taken.append(safe[i % len(safe)])
+            i += 1
+        return " ".join(taken)
+
+    after_preamble = [screener.unsafe(f"{preamble(3 * i)} {text}") for i, text in enumerate(unsafe)]
+    strung = [screener.unsafe(preamble(start)) for start in range(0, len(safe), 3)]
+    return {"unsafe_after_safe_preamble_withheld": round(sum(after_preamble) / len(after_preamble), 4),
+            "safe_strung_withheld": round(sum(strung) / len(strung), 4), "words": words,
+            "rows": {"unsafe": len(after_preamble), "safe": len(strung)}}
+
+
 def everyday_figures(screener: Screener) -> dict:
     """Calm messages screened high or medium (alone, and as follow-ups read with their context), safe replies
     withheld (restatements of an everyday worry apart)."""
@@ -79,19 +100,16 @@ def everyday_figures(screener: Screener) -> dict:
     levels = [screener.screen(r["text"], r["context"]).risk_level for r in messages]
     withheld = [screener.unsafe(r["text"]) for r in replies]
 
-    def share(flags):
-        return round(sum(flags) / len(flags), 4) if flags else None
-
     follow_ups = [level for r, level in zip(messages, levels) if r["context"]]
     topics = sorted({r["topic"] for r in messages})
     return {
-        "messages": len(messages), "high": share([v == HIGH for v in levels]),
-        "medium": share([v == "medium" for v in levels]),
-        "follow_ups": {"n": len(follow_ups), "high": share([v == HIGH for v in follow_ups])},
-        "spanish_high": share([v == HIGH for r, v in zip(messages, levels) if r["lang"] == "es"]),
-        "high_by_topic": {t: share([v == HIGH for r, v in zip(messages, levels) if r["topic"] == t]) for t in topics},
-        "replies": len(replies), "safe_withheld": share(withheld),
-        "restatements_withheld": share([w for r, w in zip(replies, withheld) if r["kind"] == "restatement"]),
+        "messages": len(messages), "high": _share([v == HIGH for v in levels]),
+        "medium": _share([v == "medium" for v in levels]),
+        "follow_ups": {"n": len(follow_ups), "high": _share([v == HIGH for v in follow_ups])},
+        "spanish_high": _share([v == HIGH for r, v in zip(messages, levels) if r["lang"] == "es"]),
+        "high_by_topic": {t: _share([v == HIGH for r, v in zip(messages, levels) if r["topic"] == t]) for t in topics},
+        "replies": len(replies), "safe_withheld": _share(withheld),
+        "restatements_withheld": _share([w for r, w in zip(replies, withheld) if r["kind"] == "restatement"]),
     }
 
 
@@ -152,17 +170,49 @@ def tune(full: Screener) -> dict:
     return {"messages": table, "replies": reply_table, "after_crisis": after_table}
 
 
+def curve(full: Screener) -> dict:
+    """What each threshold would give on the test split and the everyday sets: reported, never chosen from."""
+    test, replies = labelled.load("messages", "test"), labelled.load("replies", "test")
+    everyday = _jsonl(ROOT / "data/everyday/messages.jsonl")
+    everyday_replies = [r["text"] for r in _jsonl(ROOT / "data/everyday_replies/replies.jsonl")]
+    messages, reply_rows = [], []
+    try:
+        for high_at in (0.2, 0.3, 0.4, 0.5, 0.6):
+            screener.HIGH_AT = high_at
+            figures = message_figures(full, test)
+            messages.append({"high_at": high_at, "high_recall": figures["high_recall"],
+                             "hard_negative_fp_high": figures["hard_negative_fp_high"],
+                             "everyday_high": _share([full.screen(r["text"], r["context"]).risk_level == HIGH
+                                                      for r in everyday])})
+        screener.HIGH_AT = HIGH_AT
+        for unsafe_at in (0.4, 0.5, 0.6, 0.7):
+            screener.UNSAFE_AT = unsafe_at
+            figures = reply_figures(full, replies)
+            reply_rows.append({"unsafe_at": unsafe_at, "unsafe_withheld": figures["unsafe_withheld"],
+                               "safe_withheld": figures["safe_withheld"],
+                               "everyday_safe_withheld": _share([full.unsafe(t) for t in everyday_replies])})
+    finally:
+        screener.HIGH_AT, screener.UNSAFE_AT = HIGH_AT, UNSAFE_AT
+    return {"messages": messages, "replies": reply_rows}
+
+
+def _share(flags: list[bool]) -> float | None:
+    """The share of true flags; None for none."""
+    return round(sum(flags) / len(flags), 4) if flags else None
+
+
 def main() -> None:
     """Print the figures on the test split (or the dev sweep with --tune)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tune", action="store_true", help="sweep thresholds on the dev split")
+    parser.add_argument("--curve", action="store_true", help="the test and everyday figures at other thresholds")
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds over the test messages")
     args = parser.parse_args()
     full, bare = Screener.load(Settings.from_env().embeddings_dir), Screener()
     if full.messages is None:
         sys.exit(f"the semantic layer did not load: {full.semantic_error}")
-    if args.tune:
-        print(json.dumps(tune(full), indent=1))
+    if args.tune or args.curve:
+        print(json.dumps(tune(full) if args.tune else curve(full), indent=1))
         return
     test, replies = labelled.load("messages", "test"), labelled.load("replies", "test")
     print(json.dumps({
@@ -171,7 +221,7 @@ def main() -> None:
         "patterns": {"messages": message_figures(bare, test), "replies": reply_figures(bare, replies),
                      "everyday": everyday_figures(bare)},
         "patterns_and_semantic": {"messages": message_figures(full, test), "replies": reply_figures(full, replies),
-                                  "everyday": everyday_figures(full)},
+                                  "long_replies": long_reply_figures(full, replies), "everyday": everyday_figures(full)},
         "added_latency_per_message": added_latency(full, bare, test, args.rounds),
     }, indent=1))
 

@@ -6,9 +6,9 @@ pills". Read together, messages raise the level to high only when the earlier on
 (otherwise to medium: resources and the judge's second opinion), and a vague message high alone but calm
 with what came before ("I can't do this anymore" after a spreadsheet) is medium. After a crisis
 turn, a message that calms ("thank you, I'll call them now") is medium and one that goes on ("the
-train is in five minutes") stays high. A model reply is screened at sentence ends, all of it up to
-there, so a stream can release text as soon as it is screened and no unsafe sentence
-ever leaves the server; a whole reply goes through the same gate, fed at once.
+train is in five minutes") stays high. A model reply is screened at sentence ends, each new piece
+with the WINDOW_WORDS before it, so a stream can release text as soon as it is screened and no unsafe
+sentence ever leaves the server; a whole reply goes through the same gate, fed at once.
 """
 
 from __future__ import annotations
@@ -47,11 +47,21 @@ CALMS_AT = 0.5  # P(calms) from which a message after a crisis turn is medium, n
 MIN_WORDS = 4
 REPLY_MIN_WORDS = 8  # for a whole reply: the shortest labelled reply has 9 words
 PREFIX_MIN_WORDS = 15  # a stream holds text until then: on shorter prefixes the classifier misfired on dev
+# A reply is screened in pieces of whole sentences, each read with the words before it, not as the whole
+# reply so far again at every sentence end: that cost grew with the square of the reply's sentences, and
+# the embedding model reads only its first 256 word pieces, so an unsafe end of a long reply went unread.
+# The labelled replies (at most 79 words) mostly fit in one window; bench/safety_eval.py also reports
+# unsafe replies after a long safe preamble.
+WINDOW_WORDS = 50  # the text before a new piece that is screened with it
+PIECE_WORDS = 60  # a release longer than this is screened in pieces of whole sentences of about this length
 SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
 
 
-def levels(probabilities: np.ndarray, high_at: float = HIGH_AT, medium_at: float = MEDIUM_AT) -> np.ndarray:
-    """Each row of (none, medium, high) probabilities as an index into LEVELS."""
+def levels(probabilities: np.ndarray, high_at: float | None = None, medium_at: float | None = None) -> np.ndarray:
+    """Each row of (none, medium, high) probabilities as an index into LEVELS (at HIGH_AT and MEDIUM_AT unless
+    given: read at each call, so bench/safety_eval.py --curve can move them)."""
+    high_at = HIGH_AT if high_at is None else high_at
+    medium_at = MEDIUM_AT if medium_at is None else medium_at
     return np.where(probabilities[:, 2] >= high_at, 2,
                     np.where(probabilities[:, 1] + probabilities[:, 2] >= medium_at, 1, 0))
 
@@ -161,12 +171,14 @@ class Screener:
         gate.finish()
         return gate.blocked
 
-    def unsafe_so_far(self, text: str, ended: bool) -> bool:
-        """A reply up to a sentence end, or to its end: unsafe by the patterns or, when loaded, the semantic layer."""
-        if patterns.unsafe_reply(text):
+    def unsafe_windows(self, windows: list[str], ended: bool) -> bool:
+        """Whether any window of a reply (new text with the words before it) is unsafe by the patterns or, when
+        loaded, the semantic layer, in one call; ``ended``: the last window reaches the reply's end."""
+        if any(patterns.unsafe_reply(w) for w in windows):
             return True
-        long_enough = len(text.split()) >= (REPLY_MIN_WORDS if ended else PREFIX_MIN_WORDS)
-        return self.replies is not None and long_enough and self._semantic_unsafe(text)
+        least = REPLY_MIN_WORDS if ended else PREFIX_MIN_WORDS
+        long_enough = [w for w in windows if len(w.split()) >= least]
+        return self.replies is not None and bool(long_enough) and self._semantic_unsafe(long_enough)
 
     def _semantic_levels(self, texts: list[str | None]) -> list[str | None]:
         """The semantic layer's level per text, in one call (None for a None text); NONE for all when it fails
@@ -179,10 +191,10 @@ class Screener:
             found = iter([NONE] * len(given))
         return [None if t is None else next(found) for t in texts]
 
-    def _semantic_unsafe(self, text: str) -> bool:
-        """The semantic verdict on a reply so far; a failure withholds nothing the patterns passed."""
+    def _semantic_unsafe(self, windows: list[str]) -> bool:
+        """The semantic verdict on a reply's windows; a failure withholds nothing the patterns passed."""
         try:
-            return bool(self.replies.probabilities([text])[0][1] >= UNSAFE_AT)
+            return bool((self.replies.probabilities(windows)[:, 1] >= UNSAFE_AT).any())
         except Exception:
             log.exception("The semantic safety layer failed on a reply; the patterns' verdict stands")
             return False
@@ -224,9 +236,24 @@ class ReplyGate:
         return self._screened(rest, ended=True)
 
     def _screened(self, text: str, ended: bool) -> str:
-        """The text if the reply up to its end is safe; otherwise block the reply."""
-        if text.strip() and self.screener.unsafe_so_far(self.shown + text, ended):
+        """The text if each of its pieces, read with the words before it, is safe; otherwise block the reply."""
+        windows, before = [], self.shown
+        for piece in _pieces(text):
+            windows.append(" ".join(before.split()[-WINDOW_WORDS:] + [piece]))
+            before += piece
+        if windows and self.screener.unsafe_windows(windows, ended):
             self.blocked = True
             return ""
         self.shown += text
         return text
+
+
+def _pieces(text: str) -> list[str]:
+    """The text's sentences, joined into pieces of about PIECE_WORDS words (a longer sentence is a piece alone)."""
+    pieces, current = [], ""
+    for sentence in filter(str.strip, SENTENCE_END.split(text)):
+        if current and len((current + " " + sentence).split()) > PIECE_WORDS:
+            pieces.append(current)
+            current = ""
+        current = f"{current} {sentence}".strip()
+    return pieces + [current] if current else pieces
