@@ -49,8 +49,7 @@ class LocalProvider:
         self.load_error: str | None = None
         self._failed: tuple[str, float] | None = None  # the version that failed to load, and when
         self._settled = threading.Event()  # the first look for the active version has ended, however it went
-        self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-model",
-                                         initializer=_be_nice, initargs=(nice,))
+        self._torch = torch_thread("local-model", nice)
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="local-model-watcher", daemon=True)
         self._watcher.start()
@@ -103,7 +102,7 @@ class LocalProvider:
             return
         started = time.monotonic()
         try:
-            self.loaded = self._torch.submit(load_version, self.registry, name, self.settings).result()
+            self.loaded = self._torch.submit(fetch_and_load, self.registry, name, self.settings).result()
         except Exception as e:  # a damaged, missing or unreadable version must not take the worker down
             self._failed, self.load_error = (name, time.monotonic()), f"{name}: {type(e).__name__}: {e}"[:500]
             log.error("Local model %s could not be loaded, replies fall back to Groq: %s", name, self.load_error)
@@ -190,14 +189,20 @@ class LocalStream:
         return kind, value
 
 
+def torch_thread(name: str, nice: int = 0) -> ThreadPoolExecutor:
+    """The one thread that runs all of an owner's torch work (loading and generating), at niceness ``nice``."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=_be_nice, initargs=(nice,))
+
+
 def _be_nice(nice: int) -> None:
     """Lower this thread's CPU priority by ``nice``."""
     if nice:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
-def load_version(registry: Registry, name: str, settings: LocalSettings):
-    """Runs on the torch thread: the version's files, fetched and verified, then its tokenizer and weights."""
+def fetch_and_load(registry: Registry, name: str, settings: LocalSettings):
+    """Runs on the torch thread: the version's files, fetched and verified, then its tokenizer and weights
+    (assistant.local_model.load_version), ready to answer."""
     from assistant.local_model import LoadedModel  # imports torch
     from hardware import set_torch_threads
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 
 from assistant.completion import Completion, ProviderFailed
-from assistant.local_provider import load_version, provider_error
+from assistant.local_provider import fetch_and_load, provider_error, torch_thread
 from config import LocalSettings
 from registry.store import Registry
 from registry.versions import RegistryError
@@ -28,7 +27,7 @@ class TryOut:
     def __init__(self, registry: Registry, settings: LocalSettings):
         self.registry, self.settings = registry, settings
         self._loaded: OrderedDict[str, object] = OrderedDict()  # name -> LoadedModel, least recently used first
-        self._torch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="try-model")
+        self._torch = torch_thread("try-model")
 
     def reply(self, name: str, messages: list[dict]) -> Completion:
         """``name``'s reply to ``messages``; RegistryError when no intact version has that name, a
@@ -42,7 +41,7 @@ class TryOut:
     def _reply(self, name: str, messages: list[dict]) -> Completion:
         """Runs on the torch thread."""
         try:
-            loaded = self._loaded.pop(name, None) or load_version(self.registry, name, self.settings)
+            loaded = self._loaded.pop(name, None) or fetch_and_load(self.registry, name, self.settings)
         except RegistryError:  # no such version, or the store cannot be reached: the caller tells them apart
             raise
         except Exception as e:  # damaged or unreadable files

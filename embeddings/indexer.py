@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import atexit
 import logging
-import threading
 from typing import Callable
 
 from embeddings.model import Embedder
 from embeddings.vectors import VectorStore
+from storage.poller import Poller
 
 log = logging.getLogger(__name__)
 
@@ -22,23 +22,22 @@ class Indexer:
 
     def __init__(self, store: VectorStore, embedder: Embedder):
         self.store, self.embedder = store, embedder
-        self._wake, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Poller(self._look, "memory-indexer", POLL_SECONDS, log,
+                            "Embedding remembered messages failed; retrying later", join_timeout=10)
 
     def start(self) -> None:
         """Run in a daemon thread of this process."""
-        self._thread = threading.Thread(target=self._run, name="memory-indexer", daemon=True)
-        self._thread.start()
+        self._loop.start()
         atexit.register(self.stop)
 
     def notify(self) -> None:
         """A remembered turn was stored: embed it soon. Costs an event flag."""
-        self._wake.set()
+        self._loop.notify()
 
     def drain(self, progress: Callable[[int], None] = lambda n: None) -> int:
         """Embed the whole backlog, a batch at a time; how many messages were stored."""
         stored = 0
-        while not self._stop.is_set():
+        while not self._loop.stopping:
             pending = self.store.backlog(BATCH)
             if not pending:
                 break
@@ -49,18 +48,11 @@ class Indexer:
                 break
         return stored
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.drain()
-            except Exception:  # the database may be away for a moment; the loop must survive it
-                log.exception("Embedding remembered messages failed; retrying later")
-            self._wake.wait(POLL_SECONDS)
-            self._wake.clear()
+    def _look(self) -> bool:
+        """Drain the backlog, then wait for the next notify or poll."""
+        self.drain()
+        return False
 
     def stop(self) -> None:
         """End the loop after the batch in hand."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        self._loop.stop()

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import atexit
 import logging
-import threading
 
 from sqlalchemy import Engine
 
 from config import Settings
 from jobs.policy import Policy
 from jobs.supervisor import Supervisor
+from storage.poller import Poller
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,9 @@ class Trigger:
 
     def __init__(self, policy: Policy, supervisor: Supervisor):
         self.policy, self.supervisor = policy, supervisor
-        self._wake, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
+        # after a run, look again at once: messages arrived while it trained
+        self._loop = Poller(lambda: self.check() is not None, "training-trigger", POLL_SECONDS, log,
+                            "Checking whether to train failed", min_interval=MIN_CHECK_INTERVAL)
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine) -> "Trigger":
@@ -39,27 +40,16 @@ class Trigger:
 
     def start(self) -> None:
         """Run the loop in a daemon thread of this process."""
-        self._thread = threading.Thread(target=self.run_forever, name="training-trigger", daemon=True)
-        self._thread.start()
+        self._loop.start()
         atexit.register(self.stop)
 
     def notify(self) -> None:
         """A turn was stored: check soon. Costs an event flag; does nothing when auto-training is off."""
-        if self._thread is not None:
-            self._wake.set()
+        self._loop.notify()
 
     def run_forever(self) -> None:
         """Check, supervise a run when one is due, wait for the next notify or poll; until stopped."""
-        while not self._stop.is_set():
-            ran = None
-            try:
-                ran = self.check()
-            except Exception:  # the database may be away for a moment; the loop must survive it
-                log.exception("Checking whether to train failed")
-            self._stop.wait(MIN_CHECK_INTERVAL)
-            if ran is None:  # after a run, look again at once: messages arrived while it trained
-                self._wake.wait(POLL_SECONDS)
-            self._wake.clear()
+        self._loop.run_forever()
 
     def check(self) -> int | None:
         """Train now if it is due and the lease is free; the finished run's id, else None."""
@@ -75,6 +65,5 @@ class Trigger:
 
     def stop(self) -> None:
         """End the loop; a run in progress is stopped and recorded as failed."""
-        self._stop.set()
-        self._wake.set()
+        self._loop.stop()
         self.supervisor.stop()

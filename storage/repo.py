@@ -139,11 +139,7 @@ class Repo(Store):
         owner asked for it to be gone, so the reply is not kept either.
         """
         with self._write() as db:
-            # A shared lock on the conversation: an erase that started first has committed, one
-            # that comes later waits for this reply and then deletes it with the rest.
-            row = db.execute(select(ChatSession.erased_at).where(ChatSession.id == session_id)
-                             .with_for_update(read=True)).first()
-            _check_live(row, session_id)
+            lock_live_session(db, session_id)
             return db.scalar(insert(Message).returning(Message.id).values(
                 session_id=session_id, role="assistant", risk_level=risk_level, **fields,
             ))
@@ -171,7 +167,7 @@ class Repo(Store):
         """Delete a conversation's messages and what memory kept of them; a tombstone keeps its id from being
         reused."""
         with self._write() as db:
-            chat = _live_session(db, session_id, lock=True)  # before the delete: see store_reply
+            chat = _live_session(db, session_id, lock=True)  # before the delete: see lock_live_session
             db.execute(delete(MessageEmbedding).where(MessageEmbedding.session_id == session_id))
             db.execute(delete(ShadowReply).where(ShadowReply.session_id == session_id))
             db.execute(delete(Message).where(Message.session_id == session_id))
@@ -270,6 +266,15 @@ class Repo(Store):
         with self._write_lock, self._write_session() as db:
             db.execute(update(ActiveVersion).values(version=ActiveVersion.version))
             db.rollback()
+
+
+def lock_live_session(db: Session, session_id: str) -> None:
+    """Take a shared lock on a conversation's row, or raise SessionNotFound or SessionErased: an erase that
+    started first has committed, one that comes later waits for this transaction and then deletes what it
+    wrote with the rest."""
+    row = db.execute(select(ChatSession.erased_at).where(ChatSession.id == session_id)
+                     .with_for_update(read=True)).first()
+    _check_live(row, session_id)
 
 
 def _live_session(db: Session, session_id: str, lock: bool = False) -> ChatSession:

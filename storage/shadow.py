@@ -5,8 +5,9 @@ from __future__ import annotations
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
+from storage.repo import SessionErased, SessionNotFound, lock_live_session
 from storage.store import Store
-from storage.tables import ChatSession, Message, ShadowReply
+from storage.tables import Message, ShadowReply
 
 
 class ShadowReplies(Store):
@@ -16,10 +17,9 @@ class ShadowReplies(Store):
         """Keep one shadow reply to the turn whose user message is ``prompt_id`` and Groq reply ``message_id``.
         A conversation erased meanwhile keeps nothing."""
         with self._write() as db:
-            # The lock store_reply takes: an erase that started first has committed, a later one waits for this.
-            row = db.execute(select(ChatSession.erased_at).where(ChatSession.id == session_id)
-                             .with_for_update(read=True)).first()
-            if row is None or row.erased_at is not None:
+            try:
+                lock_live_session(db, session_id)
+            except (SessionNotFound, SessionErased):
                 return
             db.add(ShadowReply(message_id=message_id, prompt_id=prompt_id, session_id=session_id, **fields))
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
-from hardware import use_bf16
-from trainer.finetune import supervised_loss
+from trainer.finetune import bf16_autocast, supervised_loss
 from trainer.tokens import Features, collate, length_grouped_batches
 
 
@@ -17,7 +15,7 @@ def eval_loss(model, features: list[Features], pad_id: int, batch_tokens: int, b
     """Mean cross-entropy per assistant token over ``features``; None when there are none."""
     if not features:
         return None
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(bf16) else nullcontext()
+    autocast = bf16_autocast(bf16)
     batches = length_grouped_batches([len(f.input_ids) for f in features], batch_tokens, random.Random(0))
     total, tokens = 0.0, 0
     model.eval()

@@ -148,7 +148,7 @@ def train(model, features: list[Features], pad_id: int, settings: TrainSettings,
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (len(steps) - s) / max(1, len(steps) - warmup)))
     )
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(settings.bf16) else nullcontext()
+    autocast = bf16_autocast(settings.bf16)
     model.train()
     started, supervised, loss_value = time.monotonic(), 0, float("nan")
     for step, micro_batches in enumerate(steps, start=1):
@@ -171,6 +171,12 @@ def train(model, features: list[Features], pad_id: int, settings: TrainSettings,
             on_progress(step, len(steps), loss_value, elapsed / step * (len(steps) - step))
     model.eval()
     return TrainResult(len(steps), loss_value, supervised, time.monotonic() - started)
+
+
+def bf16_autocast(setting: str):
+    """bfloat16 autocast on the CPU when TRAIN_BF16 (``setting``) asks for it here, else a context that does nothing;
+    one object, entered as often as needed."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(setting) else nullcontext()
 
 
 def release_freed_memory() -> None:
