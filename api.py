@@ -18,7 +18,7 @@ from assistant.turn import Turns
 from config import Settings, cli_settings, configure_logging
 from embeddings.model import shared_embedder
 from jobs.trigger import Trigger
-from registry.store import Registry
+from registry.registry import Registry
 from storage.engine import is_persistent, log_startup
 from storage.migrate import migrated_engine
 from storage.repo import Repo

@@ -29,7 +29,7 @@ from assistant.completion import (
     Completion, ProviderError, ProviderFailed, ProviderPromptTooLong, ProviderTimeout, ProviderUnavailable,
 )
 from config import LocalSettings
-from registry.store import Registry
+from registry.registry import Registry
 from registry.versions import RegistryError
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import random
 import threading
 
 from assistant.completion import ProviderError
-from assistant.reading import degenerate, similarities
+from assistant.reply_quality import degenerate, similarities
 from storage.repo import Turn
 from storage.shadow import ShadowReplies
 

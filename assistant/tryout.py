@@ -13,7 +13,7 @@ from collections import OrderedDict
 from assistant.completion import Completion, ProviderFailed
 from assistant.local_provider import fetch_and_load, provider_error, torch_thread
 from config import LocalSettings
-from registry.store import Registry
+from registry.registry import Registry
 from registry.versions import RegistryError
 
 KEEP = 2  # versions kept loaded per process: SmolLM2-135M takes about 200 MB with int8 weights

@@ -76,7 +76,7 @@ def run_side(side: str, folder: Path, messages: list[dict], new_tokens: int, rep
     from assistant.local_provider import LocalProvider
     from config import LocalSettings
     from hardware import set_torch_threads
-    from registry.store import Registry
+    from registry.registry import Registry
     from storage.migrate import migrated_engine
 
     if side == "plain_generate":

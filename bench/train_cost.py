@@ -55,7 +55,7 @@ def add_history(repo, replies: int, rng: random.Random) -> None:
 def activate_parent(database_url: str, model_dir: Path, base: Path, watermark: int) -> None:
     """A fresh adapter version, recorded as trained up to ``watermark`` by a completed run, and active."""
     from config import RunConfig, Settings
-    from registry.store import Registry
+    from registry.registry import Registry
     from storage.migrate import migrated_engine
     from storage.training_runs import TrainingRuns
     from trainer.finetune import load_base, wrap_for_training

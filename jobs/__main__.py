@@ -16,7 +16,7 @@ from config import Settings, cli_settings
 from jobs.policy import Policy
 from jobs.supervisor import Supervisor
 from jobs.trigger import POLL_SECONDS, Trigger
-from registry.store import Registry
+from registry.registry import Registry
 from registry.versions import RegistryError
 from storage.migrate import migrated_engine
 from storage.training_runs import run_json

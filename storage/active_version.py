@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from storage.store import Store
+from storage.transactions import Transactional
 from storage.tables import ActiveVersion, utcnow
 
 SLOT = "local"
 
 
-class ActivePointer(Store):
+class ActivePointer(Transactional):
     """One row; each call is one short transaction."""
 
     def get(self) -> tuple[str | None, bool]:

@@ -10,13 +10,13 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from storage.store import Store
+from storage.transactions import Transactional
 from storage.tables import Lease, utcnow
 
 TRAINING = "training"
 
 
-class Leases(Store):
+class Leases(Transactional):
     """Take, renew and release leases; each call is one short write transaction."""
 
     def acquire(self, holder: str, ttl_s: float, name: str = TRAINING) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from storage.store import Store
+from storage.transactions import Transactional
 from storage.tables import ChatSession, Memory, Message, MessageEmbedding, utcnow
 
 
@@ -66,7 +66,7 @@ def attach(db: Session, session_memory: str | None, memory_id: str | None, remem
     return memory_id
 
 
-class Memories(Store):
+class Memories(Transactional):
     """Memory ids and what is remembered under them; safe to share between threads."""
 
     def forget(self, memory_id: str) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage import memories
-from storage.store import Store
+from storage.transactions import Transactional
 from storage.tables import ActiveVersion, ChatSession, Message, MessageEmbedding, ShadowReply, utcnow
 
 
@@ -66,7 +66,7 @@ class Turn:
     consent: bool = False  # the conversation may be used for training (and so read by admins)
 
 
-class Repo(Store):
+class Repo(Transactional):
     """The chat service's queries; safe to share between threads."""
 
     def start_turn(

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from sqlalchemy import case, func, select
 
-from storage.store import Store
+from storage.transactions import Transactional
 from storage.tables import ChatSession, Message, utcnow
 
 LEVELS = ("none", "medium", "high")
 
 
-class Screenings(Store):
+class Screenings(Transactional):
     """Counts per level and layer, the judge's agreement with the local screen, and the newest verdicts."""
 
     def report(self, days: int, recent: int) -> dict:

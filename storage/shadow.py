@@ -6,11 +6,11 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
 from storage.repo import SessionErased, SessionNotFound, lock_live_session
-from storage.store import Store
+from storage.transactions import Transactional
 from storage.tables import Message, ShadowReply
 
 
-class ShadowReplies(Store):
+class ShadowReplies(Transactional):
     """Short transactions over the shadow_replies table."""
 
     def add(self, message_id: int, prompt_id: int, session_id: str, **fields) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import desc, func, or_, select, update
 
-from storage.store import Store
+from storage.transactions import Transactional
 from storage.tables import TrainingRun, utcnow
 
 FINISHED = ("succeeded", "rejected", "failed")
@@ -17,7 +17,7 @@ RUN_FIELDS = ("id", "status", "trigger", "started_at", "finished_at", "duration_
               "version", "error", "near_duplicates", "kind")
 
 
-class TrainingRuns(Store):
+class TrainingRuns(Transactional):
     """Short transactions over the training_runs table."""
 
     def start(self, trigger: str, config: dict) -> TrainingRun:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from transformers import AutoModelForCausalLM
 
-from registry.store import Registry
+from registry.registry import Registry
 from registry.versions import RegistryError
 from storage.migrate import migrated_engine
 
@@ -111,7 +111,7 @@ def test_a_save_killed_midway_leaves_the_active_version_intact(tmp_path, engine,
     previous = registry.activate(save_tiny(registry, tiny_model_dir).name)
     saver = subprocess.Popen([sys.executable, "-c", (
         "import sys; from transformers import LlamaConfig, LlamaForCausalLM\n"
-        "from registry.store import Registry; from storage.engine import make_engine\n"
+        "from registry.registry import Registry; from storage.engine import make_engine\n"
         "model = LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376,"
         " num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4))\n"
         "Registry(sys.argv[1], make_engine(sys.argv[2])).save(lambda f: model.save_pretrained(f), {})\n"

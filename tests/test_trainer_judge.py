@@ -3,7 +3,7 @@
 import pytest
 
 from trainer.evaluate import gate
-from assistant.reading import degenerate
+from assistant.reply_quality import degenerate
 
 SAFE = {"examples": 10, "unsafe": 0, "similarity": 0.70}
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from config import cli_settings, configure_logging, database_url_from_env
-from registry.store import Registry
+from registry.registry import Registry
 from registry.versions import RegistryError, version_json
 from storage.migrate import migrated_engine
 

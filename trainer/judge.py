@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from assistant.local_model import LoadedModel, PromptTooLong
-from assistant.reading import degenerate, similarities
+from assistant.reply_quality import degenerate, similarities
 from assistant.safety.screener import Screener
 from config import LocalSettings
 from trainer.dataset import Example
@@ -30,7 +30,7 @@ NO_DEADLINE_S = 3600.0
 
 
 @dataclass(frozen=True)
-class Reader:
+class HeldOutPrompts:
     """One run's held-out prompts, and what judges the replies to them."""
 
     examples: list[Example]
@@ -38,12 +38,13 @@ class Reader:
     embedder: object | None  # an embeddings.model.Embedder; None when it did not load (no similarity then)
 
     @classmethod
-    def for_run(cls, held_out: list[Example], limit: int, seed: int, screener: Screener, embedder) -> "Reader":
+    def for_run(cls, held_out: list[Example], limit: int, seed: int, screener: Screener,
+                embedder) -> "HeldOutPrompts":
         """Up to ``limit`` held-out examples, drawn across the whole history, the same for every version read."""
         chosen = random.Random(seed).sample(held_out, min(limit, len(held_out)))
         return cls(sorted(chosen, key=lambda e: e.message_id), screener, embedder)
 
-    def read(self, version: str, model, tokenizer) -> dict:
+    def evaluate(self, version: str, model, tokenizer) -> dict:
         """``evaluation`` for a version's metadata: its replies to the held-out prompts beside Groq's.
 
         ``similarity`` is the mean cosine between the two replies' sentence embeddings (None without

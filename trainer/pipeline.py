@@ -19,7 +19,7 @@ from assistant.safety.screener import Screener
 from config import RunConfig, TrainSettings, configure_logging
 from embeddings.model import shared_embedder
 from hardware import set_torch_threads
-from registry.store import Registry
+from registry.registry import Registry
 from registry.versions import RegistryError, Version
 from storage.migrate import migrated_engine
 from storage.repo import NO_ELIGIBLE_REPLIES, Repo
@@ -27,7 +27,7 @@ from storage.training_runs import TrainingRuns
 from trainer.dataset import Split, keep_sides, load_split, to_datasets, without_near_duplicates
 from trainer.evaluate import Verdict, eval_loss, gate
 from trainer.finetune import TrainerError, load_base, saved_adapter, train, wrap_for_training
-from trainer.judge import Reader, summary
+from trainer.judge import HeldOutPrompts, summary
 from trainer.plan import RunPlan, plan_run
 from trainer.tokens import Features, render
 
@@ -53,9 +53,9 @@ def run_training(database_url: str, run_id: int) -> str:
         log.info("Training run %s: %s (%s)", run_id, plan.kind, plan.reason)
         runs.update(run_id, kind=plan.kind)
         plan = plan.with_split(_without_near_duplicates(embedder, runs, run_id, plan.split))
-        reader = Reader.for_run(plan.split.eval, config.train.eval_replies, config.train.seed,
-                                Screener.load(config.embeddings_dir), embedder)
-        outcome = _train_and_register(config, runs, registry, plan, active, run_id, reader)
+        held_out = HeldOutPrompts.for_run(plan.split.eval, config.train.eval_replies, config.train.seed,
+                                          Screener.load(config.embeddings_dir), embedder)
+        outcome = _train_and_register(config, runs, registry, plan, active, run_id, held_out)
         runs.finish(run_id, **outcome)
         return outcome["status"]
     except (TrainerError, RegistryError) as e:  # their messages are advice for the admin as they stand
@@ -100,7 +100,7 @@ def _without_near_duplicates(embedder, runs: TrainingRuns, run_id: int, split: S
 
 
 def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registry, plan: RunPlan,
-                        active: Version | None, run_id: int, reader: Reader) -> dict:
+                        active: Version | None, run_id: int, held_out: HeldOutPrompts) -> dict:
     """Fine-tune, compare with the active version and the base model, save; the fields that close the run."""
     started = time.monotonic()
     ts, split = config.train, plan.split
@@ -108,7 +108,7 @@ def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registr
     log.info("Training run %s: %d train and %d eval examples, %d threads",
              run_id, len(split.train), len(split.eval), threads)
     runs.update(run_id, train_examples=len(split.train), eval_examples=len(split.eval), watermark=plan.watermark)
-    active_loss, active_replies = _read_version(registry.local(active), active.name, split, ts, reader) \
+    active_loss, active_replies = _read_version(registry.local(active), active.name, split, ts, held_out) \
         if active else (None, None)
     tokenizer, model = load_base(config.base_model)
     train_features, eval_features = _tokenised(tokenizer, split, ts.max_seq_len)
@@ -118,7 +118,7 @@ def _train_and_register(config: RunConfig, runs: TrainingRuns, registry: Registr
     candidate_loss = eval_loss(model, eval_features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
     files = None if ts.full_finetune else saved_adapter(model, tokenizer)
     model = _ready_to_generate(model if files is None else model.merge_and_unload())  # merged, as served
-    evaluation = reader.read("candidate", model, tokenizer)
+    evaluation = held_out.evaluate("candidate", model, tokenizer)
     log.info("Held-out replies read: %d, similarity %s, unsafe %d, degenerate %d", evaluation["examples"],
              evaluation["similarity"], evaluation["unsafe"], evaluation["degenerate"])
     verdict = gate(candidate_loss, active_loss, base_loss, evaluation, active_replies, ts.similarity_margin)
@@ -185,12 +185,13 @@ def _promote_or_keep(registry: Registry, version: Version, verdict: Verdict) -> 
     registry.prune()
 
 
-def _read_version(path, name: str, split: Split, ts: TrainSettings, reader: Reader) -> tuple[float | None, dict]:
+def _read_version(path, name: str, split: Split, ts: TrainSettings,
+                  held_out: HeldOutPrompts) -> tuple[float | None, dict]:
     """Eval loss and held-out replies of a saved version, freed again before the base model is loaded."""
     tokenizer, model = load_version(path, lambda base: load_base(base)[1])
     features = _features(tokenizer, [e.messages for e in split.eval], ts.max_seq_len)
     loss = eval_loss(model, features, tokenizer.pad_token_id, ts.batch_tokens, ts.bf16)
-    replies = reader.read(name, model, tokenizer)
+    replies = held_out.evaluate(name, model, tokenizer)
     del model
     gc.collect()
     return loss, replies

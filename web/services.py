@@ -14,7 +14,7 @@ from assistant.tryout import TryOut
 from assistant.turn import Turns
 from config import Settings
 from jobs.trigger import Trigger
-from registry.store import Registry
+from registry.registry import Registry
 from storage.repo import Repo
 from storage.screenings import Screenings
 

@@ -1,4 +1,4 @@
-"""Reading a local model's reply beside Groq's: similarity and degenerate replies.
+"""A local model's reply beside Groq's: how similar the two are, and whether the local one is degenerate.
 
 Shared by the trainer's evaluation of a candidate and by shadow traffic in the web workers.
 """

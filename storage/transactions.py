@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.engine import writer
 
 
-class Store:
+class Transactional:
     """Safe to share between threads; every method is its own transaction."""
 
     def __init__(self, engine: Engine):
@@ -30,7 +30,7 @@ class Store:
 
 
 # SQLite has one writer at a time: threads of this process queue on one lock per engine, cheaply,
-# instead of polling for the database's lock against each other. Every Store on the engine shares it.
+# instead of polling for the database's lock against each other. Every Transactional on the engine shares it.
 _WRITE_LOCKS: "weakref.WeakKeyDictionary[Engine, threading.RLock]" = weakref.WeakKeyDictionary()
 _WRITE_LOCKS_GUARD = threading.Lock()
 
