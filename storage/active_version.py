@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from storage.transactions import Transactional
 from storage.tables import ActiveVersion, utcnow
+from storage.transactions import Transactional
 
 SLOT = "local"
 

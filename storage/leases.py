@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from storage.transactions import Transactional
 from storage.tables import Lease, utcnow
+from storage.transactions import Transactional
 
 TRAINING = "training"
 

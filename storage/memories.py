@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from storage.transactions import Transactional
 from storage.tables import ChatSession, Memory, Message, MessageEmbedding, utcnow
+from storage.transactions import Transactional
 
 
 class MemoryNotFound(LookupError):

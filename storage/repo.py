@@ -10,8 +10,8 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage import memories
-from storage.transactions import Transactional
 from storage.tables import ActiveVersion, ChatSession, Message, MessageEmbedding, ShadowReply, utcnow
+from storage.transactions import Transactional
 
 
 class SessionNotFound(LookupError):

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import case, func, select
 
-from storage.transactions import Transactional
 from storage.tables import ChatSession, Message, utcnow
+from storage.transactions import Transactional
 
 LEVELS = ("none", "medium", "high")
 

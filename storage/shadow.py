@@ -6,8 +6,8 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
 from storage.repo import SessionErased, SessionNotFound, lock_live_session
-from storage.transactions import Transactional
 from storage.tables import Message, ShadowReply
+from storage.transactions import Transactional
 
 
 class ShadowReplies(Transactional):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import desc, func, or_, select, update
 
-from storage.transactions import Transactional
 from storage.tables import TrainingRun, utcnow
+from storage.transactions import Transactional
 
 FINISHED = ("succeeded", "rejected", "failed")
 # A rejected run trained on its data too: its watermark counts, or every
