@@ -21,9 +21,11 @@ from jobs.trigger import Trigger
 from registry.registry import Registry
 from storage.engine import is_persistent, log_startup
 from storage.migrate import migrated_engine
-from storage.repo import Repo
+from storage.conversations import Conversations
+from storage.health import DatabaseHealth
 from storage.screenings import Screenings
 from storage.shadow import ShadowReplies
+from storage.stats import Stats
 from web import admin, chat, health, memories, openapi, pages, sessions, training
 from web.errors import register_error_handlers
 from web.limits import init_limits
@@ -62,10 +64,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         trigger.start()
     log.info("USE_LOCAL_AI=%d ENABLE_AUTO_TRAINING=%d AUTO_TRAIN_THRESHOLD=%d",
              settings.use_local_ai, settings.enable_auto_training, settings.auto_train_threshold)
-    repo, router, memory = Repo(engine), Router(groq, local), Memory.from_settings(settings, engine)
+    conversations, router, memory = Conversations(engine), Router(groq, local), Memory.from_settings(settings, engine)
     shadow = _shadow(settings, registry, safety, engine)
-    turns = Turns(settings, repo, router, safety, Judge.from_settings(settings, groq), memory, trigger, shadow)
-    init_app(app, Services(settings=settings, repo=repo, assistant=router, safety=safety, registry=registry,
+    turns = Turns(settings, conversations, router, safety, Judge.from_settings(settings, groq), memory, trigger, shadow)
+    init_app(app, Services(settings=settings, conversations=conversations, stats=Stats(engine),
+                           database=DatabaseHealth(engine), assistant=router, safety=safety, registry=registry,
                            training=trigger, memory=memory, tryout=TryOut(registry, settings.local), shadow=shadow,
                            turns=turns, screenings=Screenings(engine)))
     register_error_handlers(app)

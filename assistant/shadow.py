@@ -16,7 +16,7 @@ import threading
 
 from assistant.completion import ProviderError
 from assistant.reply_quality import degenerate, similarities
-from storage.repo import Turn
+from storage.conversations import Turn
 from storage.shadow import ShadowReplies
 
 log = logging.getLogger(__name__)

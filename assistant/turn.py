@@ -32,7 +32,7 @@ from assistant.safety.labelled import CONTEXT_MESSAGES
 from assistant.safety.patterns import HIGH, MEDIUM, NONE
 from assistant.safety.resources import CrisisResources, language
 from assistant.safety.screener import Screener, Screening
-from storage.repo import Repo, SessionErased, Turn
+from storage.conversations import Conversations, SessionErased, Turn
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,10 @@ class TurnFailed(Exception):
 class Turns:
     """The turn pipeline of one process, over the services it needs."""
 
-    def __init__(self, settings, repo: Repo, router, screener: Screener, judge: Judge, memory, training, shadow):
-        self.settings, self.repo, self.router, self.screener, self.judge = settings, repo, router, screener, judge
+    def __init__(self, settings, conversations: Conversations, router, screener: Screener, judge: Judge, memory,
+                 training, shadow):
+        self.settings, self.conversations, self.router = settings, conversations, router
+        self.screener, self.judge = screener, judge
         self.memory, self.training, self.shadow = memory, training, shadow
         self.resources = CrisisResources(settings.crisis_resources)
         self.crisis_model = router.groq.variant(router.groq.model, settings.crisis_reply_timeout)
@@ -84,14 +86,15 @@ class Turns:
 
     def screen(self, request: ChatRequest) -> Screened:
         """The local screen's verdict on a message, read with the same user's recent messages."""
-        context = self.repo.recent_user_messages(request.session_id, CONTEXT_MESSAGES) if request.session_id else []
+        context = self.conversations.recent_user_messages(request.session_id, CONTEXT_MESSAGES) \
+            if request.session_id else []
         return Screened(self.screener.screen(request.message, context), context,
                         language(*context, request.message))
 
     def start(self, request: ChatRequest, screened: Screened) -> "Answering":
         """Store the message (committed), and ask the judge and, for a patient in crisis, Groq at once."""
         screening = screened.screening
-        turn = self.repo.start_turn(
+        turn = self.conversations.start_turn(
             request.session_id, request.role, request.user_id, request.training_consent,
             self.settings.training_consent_default, request.message, screening.risk_level, request.memory_id,
             request.remember, screening.layer,
@@ -113,7 +116,8 @@ class Turns:
         if self.settings.crisis_reply == "fixed":
             return None
         system = CRISIS_PROTOCOL.format(resources=self.resources.text(answering.lang))
-        history = self.repo.history(answering.turn.session_id, answering.turn.message_id, self.settings.history_turns)
+        history = self.conversations.history(answering.turn.session_id, answering.turn.message_id,
+                                             self.settings.history_turns)
         messages = [{"role": "system", "content": system}, *({"role": a, "content": t} for a, t in history),
                     {"role": "user", "content": answering.message}]
         return self._pool.submit(self.crisis_model.complete, messages)
@@ -190,7 +194,7 @@ class Answering:
         if judged != self.risk_level:
             log.info("The safety judge changed a message's level from %s to %s", self.risk_level, judged)
             self.risk_level, self.layer = judged, "judge"
-        self.turns.repo.judged(self.turn.message_id, self.risk_level, self.layer, judged)
+        self.turns.conversations.judged(self.turn.message_id, self.risk_level, self.layer, judged)
         if self.in_crisis and self.crisis is None:
             self.crisis_asked = time.monotonic()
             self.crisis = self.turns.crisis_call(self)
@@ -203,7 +207,7 @@ class Answering:
     def _messages(self) -> list[dict]:
         """The prompt for a normal reply: system prompt, recalled memories, history, the message."""
         turns, turn = self.turns, self.turn
-        history = turns.repo.history(turn.session_id, turn.message_id, turns.settings.history_turns)
+        history = turns.conversations.history(turn.session_id, turn.message_id, turns.settings.history_turns)
         return prompts.build_messages(turn.role, history, self.message, self._recalled())
 
     def _recalled(self) -> str | None:
@@ -270,7 +274,7 @@ class Answering:
 
     def _store(self, completion: Completion, status: str = "ok", error: str | None = None) -> int:
         """Store the reply, log one line about it (never its text) and wake what waits for replies."""
-        message_id = self.turns.repo.store_reply(
+        message_id = self.turns.conversations.store_reply(
             self.turn.session_id, self.risk_level, content=completion.text, source=completion.source,
             model=completion.model, status=status, error=error, latency_ms=completion.latency_ms,
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,

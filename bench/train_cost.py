@@ -41,15 +41,15 @@ def sentence(rng: random.Random, low: int, high: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high))).capitalize() + "."
 
 
-def add_history(repo, replies: int, rng: random.Random) -> None:
+def add_history(chats, replies: int, rng: random.Random) -> None:
     """``replies`` Groq replies with consent, in conversations of up to five turns."""
     session_id = None
     for n in range(replies):
         if n % TURNS_PER_CONVERSATION == 0:
             session_id = None
-        turn = repo.start_turn(session_id, "patient", None, True, True, f"{n}: {sentence(rng, 4, 16)}", "none")
+        turn = chats.start_turn(session_id, "patient", None, True, True, f"{n}: {sentence(rng, 4, 16)}", "none")
         session_id = turn.session_id
-        repo.store_reply(session_id, "none", content=sentence(rng, 8, 30), source="groq", model="bench", status="ok")
+        chats.store_reply(session_id, "none", content=sentence(rng, 8, 30), source="groq", model="bench", status="ok")
 
 
 def activate_parent(database_url: str, model_dir: Path, base: Path, watermark: int) -> None:
@@ -77,18 +77,18 @@ def activate_parent(database_url: str, model_dir: Path, base: Path, watermark: i
 
 def one_case(history: int, base: Path, tmp: Path) -> dict:
     """Seconds from the threshold to the new version, with ``history`` replies before the 100 new ones."""
+    from storage.conversations import Conversations
     from storage.migrate import migrated_engine
-    from storage.repo import Repo
     from storage.training_runs import TrainingRuns
 
     folder = tmp / f"history-{history}"
     folder.mkdir()
     database_url, model_dir = f"sqlite:///{folder}/chat.db", folder / "models"
     engine = migrated_engine(database_url)
-    repo, rng = Repo(engine), random.Random(history)
-    add_history(repo, history, rng)
+    chats, rng = Conversations(engine), random.Random(history)
+    add_history(chats, history, rng)
     activate_parent(database_url, model_dir, base, _newest_id(engine))
-    add_history(repo, NEW_REPLIES, rng)
+    add_history(chats, NEW_REPLIES, rng)
     env = {**os.environ, "DATABASE_URL": database_url, "MODEL_DIR": str(model_dir), "BASE_MODEL": str(base),
            **RUN_ENV}
     started = time.monotonic()

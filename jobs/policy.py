@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import Engine
 
 from config import Settings
-from storage.repo import NO_ELIGIBLE_REPLIES, Repo
 from storage.tables import utcnow
+from storage.training_data import NO_ELIGIBLE_REPLIES, TrainingData
 from storage.training_runs import TrainingRuns
 
 
@@ -18,11 +18,11 @@ class Policy:
     def __init__(self, settings: Settings, engine: Engine):
         self.threshold = settings.auto_train_threshold
         self.cooldown = settings.auto_train_cooldown
-        self.repo, self.runs = Repo(engine), TrainingRuns(engine)
+        self.training_data, self.runs = TrainingData(engine), TrainingRuns(engine)
 
     def eligible_since_last_training(self) -> int:
         """Replies that may become training examples, newer than the last completed run's watermark."""
-        return self.repo.count_eligible_replies(self.runs.last_watermark())
+        return self.training_data.count_eligible_replies(self.runs.last_watermark())
 
     def cooldown_left(self) -> float:
         """Seconds until auto-training may trigger again after a failed run; 0 when it may now."""
@@ -41,7 +41,7 @@ class Policy:
 
     def refusal(self, force: bool) -> str | None:
         """Why a run asked for now should not start: no eligible data at all, or (unless forced) too little new."""
-        if self.repo.count_eligible_replies() == 0:
+        if self.training_data.count_eligible_replies() == 0:
             return NO_ELIGIBLE_REPLIES
         new = self.eligible_since_last_training()
         if force or new >= self.threshold:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import aliased
 
-from storage.repo import SessionErased, SessionNotFound, lock_live_session
+from storage.conversations import SessionErased, SessionNotFound, lock_live_session
 from storage.tables import Message, ShadowReply
 from storage.transactions import Transactional
 

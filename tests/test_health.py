@@ -9,6 +9,8 @@ from tests.browser import wait_until
 from tests.conftest import save_version
 from tests.fakes.gated_proxy import GatedProxy
 
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1"
+
 
 def test_health_db_reports_engine_reachability_and_persistence(app, client, database_url):
     body = client.get("/health/db").get_json()
@@ -27,7 +29,7 @@ def test_health_db_tables_lists_the_schema(client):
 
 def test_when_the_database_goes_away_health_db_answers_503_and_health_stays_ok(app, client):
     # the database server disappears: nothing listens on port 1
-    app.extensions["therapistai"].repo.engine = make_engine("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    app.extensions["therapistai"].database.engine = make_engine(UNREACHABLE)
 
     response = client.get("/health/db")
 
@@ -85,7 +87,7 @@ def test_ready_once_a_version_that_cannot_load_has_been_given_up_on(make_app, se
 
 
 def test_not_ready_while_the_database_is_unreachable(app, client):
-    app.extensions["therapistai"].repo.engine = make_engine("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    app.extensions["therapistai"].database.engine = make_engine(UNREACHABLE)
 
     response = client.get("/health/ready")
 

@@ -56,7 +56,7 @@ def test_a_lease_nobody_renews_expires_and_can_be_taken(database_url):
 
 
 def test_taking_the_lease_closes_runs_a_stopped_holder_left_running(app, settings):
-    engine = app.extensions["therapistai"].repo.engine
+    engine = app.extensions["therapistai"].database.engine
     orphan = TrainingRuns(engine).start("auto", {}).id
     dead = Supervisor(settings, engine, lease_ttl=0.2)
     assert dead.leases.acquire(dead.holder, 0.2)  # a holder that then stopped renewing

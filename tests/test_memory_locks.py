@@ -18,7 +18,7 @@ pytestmark = pytest.mark.parametrize(
 def test_forgetting_while_an_embedding_is_stored_waits_for_it_then_deletes_it(make_app, tmp_path):
     app = make_app(embeddings_dir=str(tmp_path / "no-model"))  # no indexer of its own: this test is the indexer
     memory_id = app.test_client().post("/api/chat", json={"message": "hello there", "remember": True}).json["memory_id"]
-    store = VectorStore(app.extensions["therapistai"].repo.engine)
+    store = VectorStore(app.extensions["therapistai"].database.engine)
     (pending, _) = store.backlog(10)
     vector_type = "vector" if store.backend == PGVECTOR else "bytea"
 

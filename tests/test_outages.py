@@ -23,7 +23,7 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @contextmanager
 def database_gone(app, database_url):
     """The database file is away inside the block and back after it."""
-    engine = app.extensions["therapistai"].repo.engine
+    engine = app.extensions["therapistai"].database.engine
     database = Path(database_url.removeprefix("sqlite:///"))
     engine.dispose()
     database.rename(database.with_suffix(".away"))

@@ -147,7 +147,7 @@ def test_a_history_load_that_fails_keeps_the_conversation_and_a_later_one_shows_
     wait_until(lambda: texts(browser, "assistant") == [REPLY] and reply_done(browser))
     saved = browser.execute_script("return localStorage.getItem('therapistai.session')")
     database = Path(database_url.removeprefix("sqlite:///"))
-    engine = app.extensions["therapistai"].repo.engine
+    engine = app.extensions["therapistai"].database.engine
 
     engine.dispose()  # the database goes away: its file is moved, so the history query fails
     database.rename(database.with_suffix(".away"))
@@ -167,12 +167,12 @@ def test_a_history_load_that_fails_keeps_the_conversation_and_a_later_one_shows_
 
 
 def test_a_long_conversation_shows_its_newest_page_then_earlier_messages_on_request(browser, site, app):
-    repo = app.extensions["therapistai"].repo
-    turn = repo.start_turn(None, None, None, None, True, "message 0", "none")
+    conversations = app.extensions["therapistai"].conversations
+    turn = conversations.start_turn(None, None, None, None, True, "message 0", "none")
     for i in range(60):
         if i:
-            repo.start_turn(turn.session_id, None, None, None, True, f"message {i}", "none")
-        repo.store_reply(turn.session_id, "none", content=f"reply {i}", source="groq", model="m")
+            conversations.start_turn(turn.session_id, None, None, None, True, f"message {i}", "none")
+        conversations.store_reply(turn.session_id, "none", content=f"reply {i}", source="groq", model="m")
     browser.execute_script("localStorage.setItem('therapistai.session', JSON.stringify(arguments[0]))",
                            {"sessionId": turn.session_id, "role": "patient"})
 
@@ -209,7 +209,7 @@ def test_the_dashboard_rejects_a_wrong_token_then_shows_runs_and_activates_a_ver
     older = save_version(settings, tiny_model_dir)
     newer = save_version(settings, tiny_model_dir, parent=older, trained_on={"new": 90, "replay": 90, "held_out": 10},
                          examples={"train": 180, "eval": 100})
-    runs = TrainingRuns(app.extensions["therapistai"].repo.engine)
+    runs = TrainingRuns(app.extensions["therapistai"].database.engine)
     run = runs.start("auto", {}).id
     for step, value in enumerate((2.5, 1.9, 1.2, 0.8), start=1):
         runs.progress(run, step, 4, value, 0)
@@ -263,7 +263,7 @@ def test_the_dashboard_shows_held_out_replies_side_by_side_the_shadow_verdict_an
                             gate={"passed": False, "reason": "1 of 2 held-out replies were unsafe"})
     active = save_version(settings, tiny_model_dir)
     turn = client.post("/api/chat", json={"message": "I feel anxious about my landlord"}).get_json()
-    ShadowReplies(app.extensions["therapistai"].repo.engine).add(
+    ShadowReplies(app.extensions["therapistai"].database.engine).add(
         turn["message_id"], stored(app)[0]["id"], turn["session_id"], version=active, content="Breathe with me.",
         similarity=0.61, unsafe=False, degenerate=None, latency_ms=80)
     client.post("/api/chat", json={"message": "Sometimes I wish I was dead"})  # medium, by the patterns

@@ -11,6 +11,7 @@ from tests.conftest import stored
 from tests.fakes.groq_server import Behaviour
 from config import Settings
 from embeddings.model import shared_embedder
+from storage.training_data import TrainingData
 from trainer.dataset import Example, keep_sides, load_split, split_by_conversation, without_near_duplicates
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
@@ -21,9 +22,14 @@ def chat(client, message, **fields):
     return client.post("/api/chat", json={"message": message, **fields}).get_json()
 
 
+def training_data(app) -> TrainingData:
+    """What training reads of the app's database."""
+    return TrainingData(app.extensions["therapistai"].database.engine)
+
+
 def examples(app, history_turns=10):
     """Every example the database yields, train and eval together."""
-    split = load_split(app.extensions["therapistai"].repo, history_turns, 0.1)
+    split = load_split(training_data(app), history_turns, 0.1)
     return split.train + split.eval
 
 
@@ -62,10 +68,11 @@ def test_excluded_replies_never_become_targets(app, client, fake_groq):
     chat(client, "this one fails")
     erased = chat(client, "erase me")
     client.delete(f"/api/sessions/{erased['session_id']}")
-    repo = app.extensions["therapistai"].repo
+    conversations = app.extensions["therapistai"].conversations
     local = chat(client, "answered locally")
-    repo.store_reply(local["session_id"], "none", content="local words", source="local", model="m")
-    repo.store_reply(local["session_id"], "none", content="cut off", source="groq", model="m", status="truncated")
+    conversations.store_reply(local["session_id"], "none", content="local words", source="local", model="m")
+    conversations.store_reply(local["session_id"], "none", content="cut off", source="groq", model="m",
+                              status="truncated")
     withdrawn = chat(client, "consent withdrawn later")
     client.patch(f"/api/sessions/{withdrawn['session_id']}", json={"training_consent": False})
 
@@ -82,7 +89,7 @@ def test_near_duplicate_examples_are_dropped_keeping_the_earliest(app, client, f
     fake_groq.default = Behaviour(text="Short walks in daylight help many people feel calmer.")
     chat(client, "How can I sleep better?")  # the same question, another answer: kept
     chat(client, "What can I do when I feel anxious at work?")
-    split = load_split(app.extensions["therapistai"].repo, 10, 0.1)
+    split = load_split(training_data(app), 10, 0.1)
 
     kept, dropped = without_near_duplicates(split, shared_embedder(Settings.embeddings_dir)[0])
 
@@ -160,16 +167,16 @@ def test_a_raised_fraction_holds_out_only_its_share_of_new_conversations(fractio
 
 
 def test_training_runs_record_each_conversations_side_in_the_database(app, client):
-    repo = app.extensions["therapistai"].repo
+    data = training_data(app)
     first_ids = {chat(client, f"first week, day {i}")["session_id"] for i in range(10)}
-    first = load_split(repo, 10, 0.1)
-    keep_sides(repo, first)
+    first = load_split(data, 10, 0.1)
+    keep_sides(data, first)
     for i in range(30):
         chat(client, f"second month, day {i}")
 
-    grown = load_split(repo, 10, 0.1)
+    grown = load_split(data, 10, 0.1)
     updated = {row["id"]: row["updated_at"] for row in stored(app, "chat_sessions")}
-    keep_sides(repo, grown)
+    keep_sides(data, grown)
 
     recorded = {row["id"]: row["held_out"] for row in stored(app, "chat_sessions")}
     assert {row["id"]: row["updated_at"] for row in stored(app, "chat_sessions")} == updated

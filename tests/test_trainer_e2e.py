@@ -87,10 +87,11 @@ def test_training_distils_the_pattern_into_a_version_that_loads_and_generates(
 
 def test_a_candidate_whose_replies_the_screening_would_withhold_is_rejected_with_that_reason(app, train_env):
     # Replies stored before replies were screened: the candidate learns one, and the evaluation reads it back.
-    repo = app.extensions["therapistai"].repo
+    conversations = app.extensions["therapistai"].conversations
     for worry in WORRIES:
-        turn = repo.start_turn(None, "patient", None, True, True, f"I feel anxious about {worry}", "none")
-        repo.store_reply(turn.session_id, "none", content=UNSAFE, source="groq", model="fake-groq-model", status="ok")
+        turn = conversations.start_turn(None, "patient", None, True, True, f"I feel anxious about {worry}", "none")
+        conversations.store_reply(turn.session_id, "none", content=UNSAFE, source="groq", model="fake-groq-model",
+                                  status="ok")
 
     # Six held-out replies: the tiny model garbles the odd one, and a single clean one is enough to read back.
     result = trainer_cli("train", env={**train_env, "TRAIN_EVAL_FRACTION": "0.25"})

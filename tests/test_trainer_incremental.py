@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from storage.training_data import TrainingData
 from tests.conftest import stored
 from tests.fakes.groq_server import Behaviour
 from tests.test_local_ai import loaded_version, local_app, wait_for
@@ -28,7 +29,8 @@ def test_a_second_run_continues_the_first_on_what_is_new_and_a_from_base_run_has
     assert trainer_cli("train", env=train_env).returncode == 0
     (first_run, first), = versions_of_runs(app)
     more_conversations(client, fake_groq, 12)
-    new_replies = app.extensions["therapistai"].repo.count_eligible_replies(first.metadata["watermark"])
+    new_replies = TrainingData(app.extensions["therapistai"].database.engine).count_eligible_replies(
+        first.metadata["watermark"])
 
     second_result = trainer_cli("train", env=train_env)
     from_base_result = trainer_cli("train", "--force", "--from-base", env=train_env)

@@ -64,7 +64,7 @@ def test_admin_starts_a_run_sees_its_progress_and_gets_a_version(trainer_app, fa
 
 
 def test_train_now_right_after_a_run_ends_waits_for_the_lease_instead_of_refusing(app, admin_headers):
-    engine = app.extensions["therapistai"].repo.engine
+    engine = app.extensions["therapistai"].database.engine
     runs, leases = TrainingRuns(engine), Leases(engine)
     ended = runs.start("auto", {}).id
     assert leases.acquire("a-supervisor-letting-go", 60)

@@ -88,11 +88,11 @@ def cmd_train(args) -> int:
 
 def cmd_export(args) -> int:
     """Write the redacted examples to a JSONL file."""
-    from storage.repo import Repo
+    from storage.training_data import TrainingData
     from trainer.dataset import export_jsonl, load_split
 
     settings = cli_settings()
-    split = load_split(Repo(migrated_engine(settings.database_url)), settings.history_turns,
+    split = load_split(TrainingData(migrated_engine(settings.database_url)), settings.history_turns,
                        settings.train.eval_fraction)
     count = export_jsonl(split, args.out)
     print(f"wrote {count} examples to {args.out}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from assistant.prompts import build_messages
 from assistant.redact import redact
 from embeddings.search import repeats_earlier
-from storage.repo import Conversation, Repo
+from storage.training_data import Conversation, TrainingData
 
 NEAR_DUPLICATE = 0.97  # cosine on prompt and on reply: "How can I sleep better?" / "How do I sleep better?" is 0.988
 
@@ -105,16 +105,16 @@ def without_near_duplicates(split: Split, embedder) -> tuple[Split, int]:
     return kept, len(dropped)
 
 
-def load_split(repo: Repo, history_turns: int, eval_fraction: float) -> Split:
+def load_split(training_data: TrainingData, history_turns: int, eval_fraction: float) -> Split:
     """The examples in the database, split for training and evaluation, each conversation on its recorded side."""
-    conversations = repo.training_conversations()
+    conversations = training_data.training_conversations()
     sides = {c.session_id: c.held_out for c in conversations if c.held_out is not None}
     return split_by_conversation([examples_from(c, history_turns) for c in conversations], eval_fraction, sides)
 
 
-def keep_sides(repo: Repo, split: Split) -> None:
+def keep_sides(training_data: TrainingData, split: Split) -> None:
     """Record the side of each conversation in ``split`` that has none yet, for every later run."""
-    repo.keep_split_sides({e.session_id for e in split.eval}, {e.session_id for e in split.train})
+    training_data.keep_split_sides({e.session_id for e in split.eval}, {e.session_id for e in split.train})
 
 
 def to_datasets(split: Split):

@@ -22,7 +22,7 @@ from hardware import set_torch_threads
 from registry.registry import Registry
 from registry.versions import RegistryError, Version
 from storage.migrate import migrated_engine
-from storage.repo import NO_ELIGIBLE_REPLIES, Repo
+from storage.training_data import NO_ELIGIBLE_REPLIES, TrainingData
 from storage.training_runs import TrainingRuns
 from trainer.dataset import Split, keep_sides, load_split, to_datasets, without_near_duplicates
 from trainer.evaluate import Verdict, eval_loss, gate
@@ -48,7 +48,7 @@ def run_training(database_url: str, run_id: int) -> str:
             log.warning("Near-duplicate examples are kept and replies are not compared with Groq's: "
                         "the sentence-embedding model did not load (%s)", error)
         active = registry.active()
-        plan = plan_run(config, active, _examples(config, Repo(engine), registry), runs.last_watermark(),
+        plan = plan_run(config, active, _examples(config, TrainingData(engine), registry), runs.last_watermark(),
                         runs.completed_since_from_base())
         log.info("Training run %s: %s (%s)", run_id, plan.kind, plan.reason)
         runs.update(run_id, kind=plan.kind)
@@ -77,13 +77,13 @@ def _claimed_config(runs: TrainingRuns, run_id: int) -> RunConfig:
     return RunConfig.from_dict(run.config)
 
 
-def _examples(config: RunConfig, repo: Repo, registry: Registry) -> Split:
+def _examples(config: RunConfig, training_data: TrainingData, registry: Registry) -> Split:
     """The redacted, split examples; refuses when there is nothing to learn from or nowhere to save."""
     registry.check_writable()
-    split = load_split(repo, config.history_turns, config.train.eval_fraction)
+    split = load_split(training_data, config.history_turns, config.train.eval_fraction)
     if not split.train:
         raise TrainerError(NO_ELIGIBLE_REPLIES)
-    keep_sides(repo, split)
+    keep_sides(training_data, split)
     return split
 
 

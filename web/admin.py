@@ -25,8 +25,8 @@ def stats():
     settings, training, local = svc.settings, svc.training, svc.assistant.local
     running = training.supervisor.runs.running()
     return jsonify({
-        **svc.repo.totals(),
-        "messages_per_day": svc.repo.messages_per_day(),
+        **svc.stats.totals(),
+        "messages_per_day": svc.stats.messages_per_day(),
         "eligible_since_last_training": training.policy.eligible_since_last_training(),
         "auto_train_threshold": settings.auto_train_threshold,
         "auto_training": {"enabled": settings.enable_auto_training, "running": running and run_json(running),
@@ -37,8 +37,8 @@ def stats():
         "local_model": local.status() if local else None,
         "groq": {"configured": svc.assistant.configured, "model": settings.groq_model},
         "safety": svc.safety.status(),
-        "database": {"engine": svc.repo.engine.dialect.name, "persistent": is_persistent(
-            svc.repo.engine, settings.on_railway, settings.is_on_volume)},
+        "database": {"engine": svc.database.engine.dialect.name, "persistent": is_persistent(
+            svc.database.engine, settings.on_railway, settings.is_on_volume)},
     })
 
 

@@ -15,7 +15,7 @@ from assistant.completion import (
 from assistant.safety.patterns import NONE
 from assistant.turn import TurnFailed, database_unavailable
 from storage.memories import MemoryForgotten, MemoryMismatch, MemoryNotFound
-from storage.repo import RoleMismatch, SessionErased, SessionNotFound
+from storage.conversations import RoleMismatch, SessionErased, SessionNotFound
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ def ready():
     svc = services()
     waiting_for = []
     try:
-        if not is_current(svc.repo.engine):
+        if not is_current(svc.database.engine):
             waiting_for.append("migrations")
         local = svc.assistant.local
         if local is not None and not local.ready():
@@ -55,19 +55,19 @@ def tables():
     """The database state and the tables it holds."""
     body, status = _database_state()
     if body["reachable"]:
-        body["tables"] = sorted(inspect(services().repo.engine).get_table_names())
+        body["tables"] = sorted(inspect(services().database.engine).get_table_names())
     return jsonify(body), status
 
 
 def _database_state() -> tuple[dict, int]:
     """The fields both database checks report, and 503 when the database is down."""
     svc = services()
-    engine = svc.repo.engine
+    engine = svc.database.engine
     reachable = writable = False
     try:
-        svc.repo.ping()
+        svc.database.ping()
         reachable = True
-        svc.repo.check_writable()
+        svc.database.check_writable()
         writable = True
     except SQLAlchemyError as e:
         log.error("Database health check failed (%s): %s", "write" if reachable else "connect", type(e).__name__)

@@ -1,4 +1,5 @@
-"""What the blueprints share: settings, the repository, the assistant, memory and auto-training, bound to the app."""
+"""What the blueprints share: settings, the database's queries, the assistant, memory and auto-training, bound to the
+app."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from assistant.turn import Turns
 from config import Settings
 from jobs.trigger import Trigger
 from registry.registry import Registry
-from storage.repo import Repo
+from storage.conversations import Conversations
+from storage.health import DatabaseHealth
 from storage.screenings import Screenings
+from storage.stats import Stats
 
 KEY = "therapistai"
 
@@ -24,7 +27,9 @@ KEY = "therapistai"
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    repo: Repo
+    conversations: Conversations  # turns stored, history, messages, consent, erasure
+    stats: Stats  # message counts for the admin
+    database: DatabaseHealth  # .engine, and the health checks' probes
     assistant: Router
     safety: Screener
     registry: Registry  # model versions and the active one
@@ -44,7 +49,7 @@ class Services:
         self.shadow.close()
         if self.assistant.local is not None:
             self.assistant.local.close()
-        self.repo.engine.dispose()
+        self.database.engine.dispose()
 
 
 def init_app(app: Flask, services: Services) -> None:

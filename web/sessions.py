@@ -27,7 +27,7 @@ def message_json(message: Message) -> dict:
 def messages(session_id: str):
     """A page of the conversation, oldest message first: the newest ``limit``, or those before ``before``."""
     limit, before = page_request(request)
-    stored, older = services().repo.messages(checked_session_id(session_id), limit, before)
+    stored, older = services().conversations.messages(checked_session_id(session_id), limit, before)
     return jsonify({"session_id": session_id, "messages": [message_json(m) for m in stored],
                     "next_before": stored[0].id if older else None})
 
@@ -35,12 +35,12 @@ def messages(session_id: str):
 @bp.patch("/<session_id>")
 def set_consent(session_id: str):
     """Allow or withdraw the use of this conversation for training."""
-    chat = services().repo.set_consent(checked_session_id(session_id), consent_request(request))
+    chat = services().conversations.set_consent(checked_session_id(session_id), consent_request(request))
     return jsonify({"session_id": chat.id, "role": chat.role, "training_consent": chat.training_consent})
 
 
 @bp.delete("/<session_id>")
 def erase(session_id: str):
     """Erase the conversation's messages for good."""
-    services().repo.erase(checked_session_id(session_id))
+    services().conversations.erase(checked_session_id(session_id))
     return "", 204

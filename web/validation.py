@@ -9,7 +9,7 @@ from flask import Request
 from assistant.prompts import ROLES, build_messages
 from assistant.turn import ChatRequest
 from storage.memories import MemoryNotFound
-from storage.repo import SessionNotFound
+from storage.conversations import SessionNotFound
 from web.errors import ApiError
 
 # What storage issues (secrets.token_urlsafe): anything else cannot name a conversation or a memory.

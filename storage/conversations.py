@@ -1,16 +1,15 @@
-"""The queries the service runs: log a turn, read history, counts."""
+"""Conversations and their messages: a turn stored, history read, consent changed, a conversation erased."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage import memories
-from storage.tables import ActiveVersion, ChatSession, Message, MessageEmbedding, ShadowReply, utcnow
+from storage.tables import ChatSession, Message, MessageEmbedding, ShadowReply, utcnow
 from storage.transactions import Transactional
 
 
@@ -26,32 +25,8 @@ class RoleMismatch(ValueError):
     """A turn names a different role than the conversation was started with."""
 
 
-# A reply that may become a training target: written by Groq, complete, on a calm turn,
-# in a conversation whose owner consented and did not erase it.
-ELIGIBLE_REPLY = (
-    Message.role == "assistant",
-    Message.source == "groq",
-    Message.status == "ok",
-    Message.risk_level == "none",
-    ChatSession.training_consent.is_(True),
-    ChatSession.erased_at.is_(None),
-)
 # Replies never shown again: failed ones, and unsafe ones withheld by the safety layer (kept for review).
 HIDDEN = ("error", "blocked")
-SIDES_PER_STATEMENT = 500  # conversation ids per UPDATE: well under SQLite's limit on bound parameters
-NO_ELIGIBLE_REPLIES = ("No eligible conversations to train on yet: training needs Groq replies, "
-                       "in conversations with training consent, on calm turns.")
-
-
-@dataclass
-class Conversation:
-    """A conversation as training sees it."""
-
-    session_id: str
-    role: str
-    held_out: bool | None  # the side of the training split a run first gave it; None until then
-    messages: list[Message] = field(default_factory=list)
-    eligible_ids: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -66,8 +41,8 @@ class Turn:
     consent: bool = False  # the conversation may be used for training (and so read by admins)
 
 
-class Repo(Transactional):
-    """The chat service's queries; safe to share between threads."""
+class Conversations(Transactional):
+    """The chat service's queries on conversations and their messages; safe to share between threads."""
 
     def start_turn(
         self, session_id: str | None, role: str | None, user_id: str | None,
@@ -174,98 +149,6 @@ class Repo(Transactional):
             chat.user_id = None
             chat.training_consent = False
             chat.erased_at = chat.updated_at = utcnow()
-
-    def totals(self) -> dict:
-        """Message counts per author role, per session role and per reply source."""
-        with self._read() as db:
-            by_author = dict(db.execute(select(Message.role, func.count()).group_by(Message.role)).all())
-            by_source = dict(db.execute(
-                select(Message.source, func.count()).where(Message.role == "assistant").group_by(Message.source)
-            ).all())
-            by_session_role = dict(db.execute(
-                select(ChatSession.role, func.count(Message.id))
-                .join(Message, Message.session_id == ChatSession.id)
-                .where(Message.role == "user")
-                .group_by(ChatSession.role)
-            ).all())
-            sessions = db.scalar(select(func.count()).select_from(ChatSession).where(ChatSession.erased_at.is_(None)))
-        return {
-            "messages": sum(by_author.values()),
-            "sessions": sessions,
-            "by_author": by_author,
-            "user_messages_by_role": by_session_role,
-            "replies_by_source": {str(k): v for k, v in by_source.items()},
-        }
-
-    def messages_per_day(self, days: int = 30) -> list[dict]:
-        """Messages per UTC day and author for the last ``days`` days, oldest first."""
-        day = func.date(Message.created_at)
-        since = utcnow() - timedelta(days=days)
-        with self._read() as db:
-            rows = db.execute(select(day, Message.role, func.count()).where(Message.created_at >= since)
-                              .group_by(day, Message.role).order_by(day)).all()
-        per_day: dict[str, dict] = {}
-        for when, author, count in rows:
-            per_day.setdefault(str(when), {"day": str(when), "user": 0, "assistant": 0})[author] = count
-        return list(per_day.values())
-
-    def count_eligible_replies(self, after_id: int = 0) -> int:
-        """Replies that may become training examples, newer than message ``after_id``."""
-        with self._read() as db:
-            return db.scalar(
-                select(func.count()).select_from(Message)
-                .join(ChatSession, ChatSession.id == Message.session_id)
-                .where(Message.id > after_id, *ELIGIBLE_REPLY)
-            )
-
-    def training_conversations(self) -> list[Conversation]:
-        """Every conversation with an eligible reply, with all its messages, oldest first."""
-        eligible = (
-            select(Message.id, Message.session_id)
-            .join(ChatSession, ChatSession.id == Message.session_id)
-            .where(*ELIGIBLE_REPLY)
-            .subquery()
-        )
-        with self._read() as db:
-            eligible_ids = set(db.scalars(select(eligible.c.id)))
-            rows = db.execute(
-                select(Message, ChatSession.role, ChatSession.held_out)
-                .join(ChatSession, ChatSession.id == Message.session_id)
-                .where(Message.session_id.in_(select(eligible.c.session_id)),
-                       Message.id <= max(eligible_ids, default=0))  # a fixed snapshot
-                .order_by(Message.session_id, Message.id)
-            )
-            conversations: dict[str, Conversation] = {}
-            for message, role, held_out in rows:
-                conversation = conversations.setdefault(message.session_id,
-                                                        Conversation(message.session_id, role, held_out))
-                conversation.messages.append(message)
-                if message.id in eligible_ids:
-                    conversation.eligible_ids.add(message.id)
-        return list(conversations.values())
-
-    def keep_split_sides(self, held_out: set[str], trained: set[str]) -> None:
-        """Record the side of the training split of conversations that have none yet; recorded sides stay."""
-        with self._write() as db:
-            for ids, side in ((sorted(held_out), True), (sorted(trained), False)):
-                for start in range(0, len(ids), SIDES_PER_STATEMENT):
-                    chunk = ids[start:start + SIDES_PER_STATEMENT]
-                    # updated_at stays: recording a side is not a change to the conversation
-                    db.execute(update(ChatSession).where(ChatSession.id.in_(chunk), ChatSession.held_out.is_(None))
-                               .values(held_out=side, updated_at=ChatSession.updated_at)
-                               .execution_options(synchronize_session=False))
-
-    def ping(self) -> None:
-        """Raise when the database cannot be reached."""
-        with self.engine.connect() as connection:
-            connection.exec_driver_sql("SELECT 1")
-
-    def check_writable(self) -> None:
-        """Raise unless the database takes a write now (a reachable database can be read-only): a no-op
-        update, rolled back."""
-        with self._write_lock, self._write_session() as db:
-            db.execute(update(ActiveVersion).values(version=ActiveVersion.version))
-            db.rollback()
 
 
 def lock_live_session(db: Session, session_id: str) -> None:
