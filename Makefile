@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The crisis screen's embedding model, exported to ONNX at install time (needs torch once, not to serve).
 EMBEDDING_ONNX := .cache/embeddings/all-MiniLM-L6-v2.onnx
 
-.PHONY: run dev test bench clean browser
+.PHONY: run dev test test-fast bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ browser:
 
 test: $(VENV)/.dev $(EMBEDDING_ONNX) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit and API tests on SQLite, without servers, training runs or the browser: for the edit-test loop.
+test-fast: $(VENV)/.dev $(EMBEDDING_ONNX)
+	TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/chat_overhead.py

@@ -20,7 +20,25 @@ from tests.fakes.groq_server import FakeGroq
 ADMIN_TOKEN = "admin-secret-token"
 CHAT_MODEL, JUDGE_MODEL = Settings.groq_model, Settings.safety_judge_model  # the defaults: the models Groq is asked
 NO_LIMIT = "1000000 per minute"
+# Training and replies of the tiny test model, as flags: a learning rate that suits it, and one torch thread.
+# Its tensors are so small that a second thread only waits at torch's barriers, and while the other core is
+# busy (the test's server, the suite) a two-thread run took 108 s where one thread takes 9.5 s.
+TINY_TRAIN_ENV = {"TRAIN_LR": "0.01", "TRAIN_EPOCHS": "10", "TRAIN_BATCH_TOKENS": "512", "TRAIN_GRAD_ACCUM": "1",
+                  "TRAIN_THREADS": "1", "LOCAL_THREADS": "1"}
 BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+# End to end: real gunicorn, training runs in child processes, the browser, processes racing. `make test-fast`
+# leaves them out (-m "not e2e"); `make test` runs everything.
+E2E_MODULES = {"test_auto_training", "test_deploy", "test_gunicorn", "test_image", "test_leases", "test_model_store",
+               "test_openapi", "test_outages", "test_pages", "test_trainer_e2e", "test_trainer_incremental",
+               "test_training_admin"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in E2E_MODULES:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +94,7 @@ def settings(database_url, fake_groq, tmp_path):
         groq_api_key="test-key", groq_base_url=fake_groq.base_url, groq_timeout=5.0, groq_max_retries=0,
         database_url=database_url, admin_token=ADMIN_TOKEN, model_dir=str(tmp_path / "models"),
         chat_rate_limit=NO_LIMIT,  # one test client sends every chat; tests/test_rate_limits.py sets its own
+        local=Settings.from_env(TINY_TRAIN_ENV).local,  # the tiny model answers on one torch thread
     )
 
 
@@ -112,7 +131,7 @@ def admin_headers():
 
 def stored(app, table: str = "messages") -> list[dict]:
     """Rows of a table, read straight from the app's database."""
-    with app.extensions["therapistai"].repo.engine.connect() as connection:
+    with app.extensions["therapistai"].database.engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(text(f"SELECT * FROM {table} ORDER BY 1"))]
 
 
@@ -159,7 +178,7 @@ def tiny_tokenizer(tiny_model_dir):
 @contextmanager
 def opened_registry(settings: Settings):
     """The registry of ``settings`` (MODEL_DIR, MODEL_STORE_URL, the database's pointer), as a process opens it."""
-    from registry.store import Registry
+    from registry.registry import Registry
 
     engine = migrated_engine(settings.database_url)
     try:

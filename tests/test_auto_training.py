@@ -11,12 +11,12 @@ import requests
 from sqlalchemy import text
 
 from storage.engine import make_engine
-from tests.conftest import ADMIN_TOKEN, stored
+from tests.conftest import ADMIN_TOKEN, TINY_TRAIN_ENV, stored
 from tests.fakes.groq_server import Behaviour
 from tests.servers import ROOT, gunicorn
 from tests.test_gunicorn import server_env
 from tests.test_trainer_e2e import PATTERN, hold_conversations
-from tests.test_training_admin import TRAIN_ENV
+
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -45,7 +45,7 @@ def wait_for_a_training_step(base_url, timeout=60):
 def test_chats_trigger_one_run_at_a_time_and_the_local_model_answers_after_a_restart(
         database_url, fake_groq, tiny_model_dir, tmp_path):
     fake_groq.default = Behaviour(text=PATTERN)
-    env = {**server_env(database_url, fake_groq), **TRAIN_ENV, "WEB_CONCURRENCY": "3", "ADMIN_TOKEN": ADMIN_TOKEN,
+    env = {**server_env(database_url, fake_groq), **TINY_TRAIN_ENV, "WEB_CONCURRENCY": "3", "ADMIN_TOKEN": ADMIN_TOKEN,
            "ENABLE_AUTO_TRAINING": "1", "AUTO_TRAIN_THRESHOLD": "10", "MODEL_DIR": str(tmp_path / "models"),
            "BASE_MODEL": str(tiny_model_dir)}
     log_path = tmp_path / "gunicorn.log"
@@ -104,7 +104,7 @@ def test_chats_trigger_one_run_at_a_time_and_the_local_model_answers_after_a_res
 def test_the_worker_process_trains_when_the_threshold_is_reached_and_stops_on_sigterm(
         app, client, fake_groq, settings, tiny_model_dir, tmp_path):
     hold_conversations(client, fake_groq)  # 24 eligible replies
-    env = {**os.environ, **TRAIN_ENV, "DATABASE_URL": settings.database_url, "MODEL_DIR": settings.model_dir,
+    env = {**os.environ, **TINY_TRAIN_ENV, "DATABASE_URL": settings.database_url, "MODEL_DIR": settings.model_dir,
            "BASE_MODEL": str(tiny_model_dir), "AUTO_TRAIN_THRESHOLD": "10"}
     log_path = tmp_path / "worker.log"
     with open(log_path, "w") as log:

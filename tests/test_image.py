@@ -11,12 +11,12 @@ import pytest
 import requests
 from docker.utils.build import exclude_paths
 
+from tests.conftest import TINY_TRAIN_ENV
+from tests.fakes.groq_server import Behaviour
 from tests.servers import ROOT, gunicorn
 from tests.test_deploy import dockerfile_instructions
 from tests.test_gunicorn import server_env
 from tests.test_trainer_e2e import PATTERN
-from tests.test_training_admin import TRAIN_ENV
-from tests.fakes.groq_server import Behaviour
 
 
 def image_files(into: Path) -> Path:
@@ -65,7 +65,7 @@ def test_the_image_holds_the_application_and_nothing_it_must_not(image):
 def test_gunicorn_and_a_training_run_work_from_the_image_alone(image, database_url, fake_groq, tiny_model_dir,
                                                                tmp_path):
     fake_groq.default = Behaviour(text=PATTERN)
-    env = image_env({**server_env(database_url, fake_groq), **TRAIN_ENV, "MODEL_DIR": str(tmp_path / "models"),
+    env = image_env({**server_env(database_url, fake_groq), **TINY_TRAIN_ENV, "MODEL_DIR": str(tmp_path / "models"),
                      "BASE_MODEL": str(tiny_model_dir), "AUTO_TRAIN_THRESHOLD": "10"})
     with gunicorn(env, cwd=image) as base_url:
         assert requests.get(f"{base_url}/health/ready", timeout=10).json() == {"ready": True}

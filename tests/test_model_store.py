@@ -15,12 +15,12 @@ from transformers import AutoModelForCausalLM
 
 from registry.versions import RegistryError
 from tests.browser import wait_until
-from tests.conftest import ADMIN_TOKEN, opened_registry, save_version
+from tests.conftest import ADMIN_TOKEN, TINY_TRAIN_ENV, opened_registry, save_version
 from tests.fakes.groq_server import Behaviour
 from tests.servers import ROOT, gunicorn
 from tests.test_gunicorn import server_env
 from tests.test_trainer_e2e import PATTERN, WORRIES
-from tests.test_training_admin import TRAIN_ENV
+
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -127,7 +127,7 @@ def test_a_trainer_and_a_web_replica_share_only_the_database_and_the_bucket(
     url, aws = model_bucket
     fake_groq.default = Behaviour(text=PATTERN)
     common = {**server_env(database_url, fake_groq), **aws, "MODEL_STORE_URL": url, "ADMIN_TOKEN": ADMIN_TOKEN}
-    trainer_env = {**common, **TRAIN_ENV, "MODEL_DIR": trainer.model_dir, "BASE_MODEL": str(tiny_model_dir),
+    trainer_env = {**common, **TINY_TRAIN_ENV, "MODEL_DIR": trainer.model_dir, "BASE_MODEL": str(tiny_model_dir),
                    "AUTO_TRAIN_THRESHOLD": "10"}
     web_env = {**common, "MODEL_DIR": web.model_dir, "USE_LOCAL_AI": "1", "MODEL_POLL_SECONDS": "0.5",
                "WEB_CONCURRENCY": "1", "LOCAL_TEMPERATURE": "0", "LOCAL_MAX_NEW_TOKENS": "24"}

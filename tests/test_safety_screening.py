@@ -113,6 +113,7 @@ def test_after_a_crisis_turn_a_calming_message_reaches_the_model_and_one_that_go
     assert [p.startswith(CRISIS_PROTOCOL[:60]) for p in prompts] == [True, False, True]
 
 
+@pytest.mark.e2e  # three real fits, about 35 s: not for `make test-fast`
 def test_the_fitted_classifiers_are_kept_beside_the_model_and_reused(tmp_path):
     (tmp_path / ONNX_FILE).symlink_to(Path(Settings().embeddings_dir).resolve() / ONNX_FILE)
     fitted = Screener.load(str(tmp_path))

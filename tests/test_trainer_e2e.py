@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from assistant.prompts import build_messages
-from tests.conftest import stored
+from tests.conftest import TINY_TRAIN_ENV, stored
 from tests.fakes.groq_server import Behaviour
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +34,7 @@ def trainer_cli(*args, env):
 def train_env(settings, tiny_model_dir, tmp_path):
     """The flags a deployment would set, with a learning rate that suits a tiny model."""
     return {"DATABASE_URL": settings.database_url, "MODEL_DIR": str(tmp_path / "models"),
-            "BASE_MODEL": str(tiny_model_dir), "TRAIN_LR": "0.01", "TRAIN_EPOCHS": "10",
-            "TRAIN_BATCH_TOKENS": "512", "TRAIN_GRAD_ACCUM": "1", "AUTO_TRAIN_THRESHOLD": "10"}
+            "BASE_MODEL": str(tiny_model_dir), "AUTO_TRAIN_THRESHOLD": "10", **TINY_TRAIN_ENV}
 
 
 def hold_conversations(client, fake_groq, sessions=12, turns=2):

@@ -12,12 +12,10 @@ import pytest
 from config import Settings
 from storage.leases import Leases
 from storage.training_runs import TrainingRuns
-from tests.conftest import stored
+from tests.conftest import TINY_TRAIN_ENV, stored
 from tests.test_trainer_e2e import hold_conversations
 
-# A learning rate that suits the tiny model: as flags for servers, as settings for apps built in code.
-TRAIN_ENV = {"TRAIN_LR": "0.01", "TRAIN_EPOCHS": "10", "TRAIN_BATCH_TOKENS": "512", "TRAIN_GRAD_ACCUM": "1"}
-TINY_TRAIN = Settings.from_env(TRAIN_ENV).train
+TINY_TRAIN = Settings.from_env(TINY_TRAIN_ENV).train  # the tiny model's flags, as settings for apps built in code
 
 
 @pytest.fixture
