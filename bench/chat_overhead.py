@@ -8,8 +8,11 @@ forwards to the same fake Groq through its OpenAI-compatible provider and stores
 clients send the conversation themselves, capped at the same history. The chat endpoint runs a
 second time without the embedding model (patterns-only screening, as a serving image without it
 does), to show what the semantic screening costs. 16 clients on keep-alive connections each continue
-their own conversation; the setups alternate, rounds of each. Prints JSON: p50, p99 and requests/s of
-each, chat against bare and against LiteLLM as ratios.
+their own conversation; the setups alternate, rounds of each. Each round also runs one client alone
+(the overhead of a turn, without queueing) and one client streaming, from the chat endpoint and from the
+fake Groq itself: the time to the first text the user sees, against the fake's own time to its first
+token. Prints JSON: p50, p99 and requests/s of each, chat against bare and against LiteLLM as ratios,
+and each worker's resident memory once the rounds are done.
 """
 
 from __future__ import annotations
@@ -45,12 +48,13 @@ class ChatTurns:
 
     path = "/api/chat"
 
-    def __init__(self, _key: str | None):
+    def __init__(self, _key: str | None, stream: bool = False):
         self.headers = {"Content-Type": "application/json"}
-        self.session_id = None
+        self.session_id, self.stream = None, stream
 
     def body(self, message: str) -> dict:
-        return {"message": message, **({"session_id": self.session_id} if self.session_id else {})}
+        return {"message": message, **({"session_id": self.session_id} if self.session_id else {}),
+                **({"stream": True} if self.stream else {})}
 
     def answered(self, message: str, payload: dict) -> None:
         self.session_id = payload["session_id"]
@@ -61,23 +65,32 @@ class OpenAITurns:
 
     path = "/v1/chat/completions"
 
-    def __init__(self, key: str | None):
+    def __init__(self, key: str | None, stream: bool = False):
         self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
         self.history: list[tuple[str, str]] = []
+        self.stream = stream
 
     def body(self, message: str) -> dict:
-        return {"model": "chat", "messages": build_messages("patient", self.history[-HISTORY_MESSAGES:], message)}
+        return {"model": "chat", "messages": build_messages("patient", self.history[-HISTORY_MESSAGES:], message),
+                **({"stream": True} if self.stream else {})}
 
     def answered(self, message: str, payload: dict) -> None:
         self.history += [("user", message), ("assistant", payload["choices"][0]["message"]["content"])]
 
 
-def client_loop(args: tuple[str, str, str | None, int, int, float]) -> tuple[float, float, list[float]]:
-    """One client: `requests` turns on one connection; when it measured, and latencies in ms."""
-    host_port, api, key, requests, warmup, start_at = args
+class FakeGroqTurns(OpenAITurns):
+    """The fake Groq itself, streamed: its own time to first token, what a stream through us adds to."""
+
+    path = "/openai/v1/chat/completions"
+
+
+def client_loop(args: tuple[str, str, str | None, int, int, float, bool]) -> tuple[float, float, list[float]]:
+    """One client: `requests` turns on one connection; when it measured, and latencies in ms (for a stream: to the
+    first text the user sees)."""
+    host_port, api, key, requests, warmup, start_at, stream = args
     host, port = host_port.split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    turns = {"chat": ChatTurns, "openai": OpenAITurns}[api](key)
+    turns = {"chat": ChatTurns, "openai": OpenAITurns, "fake_groq": FakeGroqTurns}[api](key, stream)
     latencies = []
     while time.time() < start_at:
         time.sleep(0.001)
@@ -86,11 +99,16 @@ def client_loop(args: tuple[str, str, str | None, int, int, float]) -> tuple[flo
         started = time.perf_counter()
         connection.request("POST", turns.path, json.dumps(turns.body(message)), turns.headers)
         response = connection.getresponse()
-        payload = json.loads(response.read())
-        elapsed = (time.perf_counter() - started) * 1000
         if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {payload}")
-        turns.answered(message, payload)
+            raise RuntimeError(f"HTTP {response.status}: {response.read()[:300]!r}")
+        payload, elapsed = _streamed(response, started) if stream else (json.loads(response.read()), None)
+        elapsed = elapsed or (time.perf_counter() - started) * 1000
+        if stream:  # a stream may end its connection (the fake Groq's does): the next request opens a new one
+            connection.close()
+        if not stream:
+            turns.answered(message, payload)
+        elif payload.get("session_id"):
+            turns.session_id = payload["session_id"]
         if i == warmup:
             measured_from = time.perf_counter() - elapsed / 1000
         if i >= warmup:
@@ -99,12 +117,27 @@ def client_loop(args: tuple[str, str, str | None, int, int, float]) -> tuple[flo
     return measured_from, time.perf_counter(), latencies
 
 
-def measure(base_url: str, clients: int, requests: int, warmup: int, api: str = "chat", key: str | None = None) -> dict:
+def _streamed(response, started: float) -> tuple[dict, float]:
+    """Read a server-sent event stream to its end: its last event, and the ms to its first text."""
+    first_text, last = None, {}
+    for line in iter(response.fp.readline, b""):
+        if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+            continue
+        last = json.loads(line[6:])
+        text = last.get("delta") or (last.get("choices") or [{}])[0].get("delta", {}).get("content")
+        if text and first_text is None:
+            first_text = (time.perf_counter() - started) * 1000
+    response.close()
+    return last, first_text
+
+
+def measure(base_url: str, clients: int, requests: int, warmup: int, api: str = "chat", key: str | None = None,
+            stream: bool = False) -> dict:
     """Run the clients in processes; p50, p99 and throughput."""
     host_port = base_url.removeprefix("http://")
     start_at = time.time() + 0.5
     with Pool(clients) as pool:
-        per_client = pool.map(client_loop, [(host_port, api, key, requests, warmup, start_at)] * clients)
+        per_client = pool.map(client_loop, [(host_port, api, key, requests, warmup, start_at, stream)] * clients)
     # perf_counter is system-wide on Linux, so the clients' clocks compare
     wall = max(end for _, end, _ in per_client) - min(start for start, _, _ in per_client)
     latencies = sorted(ms for _, _, client in per_client for ms in client)
@@ -161,7 +194,10 @@ def main() -> None:
     args = parser.parse_args()
 
     fake, groq_url = start_fake_groq()
-    results: dict[str, list[dict]] = {"bare": [], "chat": [], "chat_patterns_only": [], "litellm": []}
+    results: dict[str, list[dict]] = {name: [] for name in (
+        "bare", "chat", "chat_patterns_only", "litellm", "bare_one_client", "chat_one_client",
+        "fake_groq_stream_one_client", "chat_stream_one_client")}
+    one = max(20, args.requests // 4)  # requests of the one-client rounds
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = {"GROQ_API_KEY": "bench", "GROQ_BASE_URL": groq_url,
@@ -179,6 +215,12 @@ def main() -> None:
                         measure(patterns_url, args.clients, args.requests, args.warmup))
                     results["litellm"].append(measure(litellm_url, args.clients, args.requests, args.warmup,
                                                       "openai", key))
+                    results["bare_one_client"].append(measure(bare_url, 1, one, args.warmup))
+                    results["chat_one_client"].append(measure(chat_url, 1, one, args.warmup))
+                    results["fake_groq_stream_one_client"].append(
+                        measure(groq_url, 1, one, args.warmup, "fake_groq", "bench", stream=True))
+                    results["chat_stream_one_client"].append(measure(chat_url, 1, one, args.warmup, stream=True))
+                rss = {"chat_workers_mb": workers_rss_mb(chat_url), "patterns_only_workers_mb": workers_rss_mb(patterns_url)}
     finally:
         fake.terminate()
         fake.wait()
@@ -201,9 +243,35 @@ def main() -> None:
         "vs_litellm": {name: {"throughput_ratio": round(run["requests_per_s"] / litellm["requests_per_s"], 3),
                               "p50_ratio": round(run["p50_ms"] / litellm["p50_ms"], 2)}
                        for name, run in (("chat", chat), ("chat_patterns_only", summary["chat_patterns_only"]))},
-        "goal": {"p50_overhead_ms_at_most": 3, "throughput_ratio_at_least": 0.6,
-                 "vs_litellm_throughput_ratio_at_least": 1.0},
+        "one_client": {"bare": summary["bare_one_client"], "chat": summary["chat_one_client"],
+                       "p50_overhead_ms": round(summary["chat_one_client"]["p50_ms"]
+                                                - summary["bare_one_client"]["p50_ms"], 2)},
+        "stream_time_to_first_text": {
+            "fake_groq_p50_ms": summary["fake_groq_stream_one_client"]["p50_ms"],
+            "chat_p50_ms": summary["chat_stream_one_client"]["p50_ms"],
+            "added_p50_ms": round(summary["chat_stream_one_client"]["p50_ms"]
+                                  - summary["fake_groq_stream_one_client"]["p50_ms"], 2)},
+        "rss": rss,
+        "goal": {"vs_litellm_throughput_ratio_at_least": 1.2, "one_client_p50_overhead_ms_at_most": 10,
+                 "stream_added_p50_ms_at_most": 150},
     }, indent=2))
+
+
+def workers_rss_mb(base_url: str) -> list[float]:
+    """The resident memory of each gunicorn worker serving ``base_url`` (found by its PORT), in MB."""
+    port = base_url.rsplit(":", 1)[1]
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            environ = (status.parent / "environ").read_bytes().split(b"\0")
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+            parent = (Path("/proc") / fields["PPid"].strip() / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone, or not ours
+        if f"PORT={port}".encode() in environ and b"gunicorn" in cmdline and b"gunicorn" in parent:
+            found.append(round(int(fields["VmRSS"].split()[0]) / 1024, 1))
+    return sorted(found)
 
 
 if __name__ == "__main__":
