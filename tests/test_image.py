@@ -62,6 +62,7 @@ def test_the_image_holds_the_application_and_nothing_it_must_not(image):
                 or f.endswith((".db", ".safetensors", ".pyc")) or f.startswith("models/")]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the image's files, not the database
 def test_gunicorn_and_a_training_run_work_from_the_image_alone(image, database_url, fake_groq, tiny_model_dir,
                                                                tmp_path):
     fake_groq.default = Behaviour(text=PATTERN)

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from storage.training_data import TrainingData
 from tests.conftest import stored
 from tests.fakes.groq_server import Behaviour
@@ -9,6 +11,9 @@ from tests.test_local_ai import loaded_version, local_app, wait_for
 from tests.test_trainer_e2e import PATTERN, WORRIES, hold_conversations, train_env, trainer_cli  # noqa: F401 (fixture)
 
 ADAPTER_FILES = {"adapter_model.safetensors", "adapter_config.json"}
+# Version chains and their files do not depend on the database; what a run reads is tested on both
+# (test_trainer_dataset, test_trainer_e2e).
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def more_conversations(client, fake_groq, count):

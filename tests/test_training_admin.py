@@ -15,6 +15,9 @@ from storage.training_runs import TrainingRuns
 from tests.conftest import TINY_TRAIN_ENV, stored
 from tests.test_trainer_e2e import hold_conversations
 
+# The admin API over a child run does not depend on the database; runs, leases and training data are tested on both
+# (test_training_runs, test_leases, test_trainer_dataset, test_trainer_e2e, test_auto_training).
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 TINY_TRAIN = Settings.from_env(TINY_TRAIN_ENV).train  # the tiny model's flags, as settings for apps built in code
 
 
