@@ -3,7 +3,7 @@
 Presidio and similar libraries need language models fetched from a hub at run
 time, which these deployments cannot reach; patterns cover the structured PII
 that matters most. Names, and places named without a street number, are not
-caught (see README).
+caught (see docs/TRAINING.md).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_the_test_split_keeps_recall_and_false_positive_floors(screener):
     crisis_for_negatives = [level == HIGH for r, level in zip(rows, levels) if r.label == NONE]
     flagged_negatives = [level != NONE for r, level in zip(rows, levels) if r.label == NONE]
 
-    # Floors a little under the figures bench/safety_eval.py measured (README), so that a regression fails.
+    # Floors a little under the figures bench/safety_eval.py measured (docs/SAFETY.md), so that a regression fails.
     assert share(high) >= 0.93 and share(passive) >= 0.88
     assert share(crisis_for_negatives) <= 0.22 and share(flagged_negatives) <= 0.30
     assert share(high) > 3 * share([level == HIGH for r, level in zip(rows, by_patterns) if r.label == HIGH])
