@@ -109,6 +109,7 @@ def test_a_candidate_whose_replies_the_screening_would_withhold_is_rejected_with
     assert any("method is hanging" in s["local"] for s in unsafe), [s["local"] for s in evaluation["samples"]]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the gate compares losses, not databases
 def test_a_second_run_that_does_not_beat_the_active_version_is_rejected(app, client, fake_groq, train_env):
     hold_conversations(client, fake_groq)
     assert trainer_cli("train", env=train_env).returncode == 0
@@ -126,6 +127,7 @@ def test_a_second_run_that_does_not_beat_the_active_version_is_rejected(app, cli
     assert registry.get(runs[1]["version"]).rejected
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the active pointer is tested on both in test_registry
 def test_cli_lists_models_and_activates_rolls_back(app, client, fake_groq, train_env):
     hold_conversations(client, fake_groq)
     trainer_cli("train", env=train_env)
