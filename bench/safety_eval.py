@@ -124,9 +124,9 @@ def added_latency(full: Screener, bare: Screener, rows: list[labelled.Labelled],
     for _ in range(rounds):
         for row in rows:
             timings = []
-            for screener in (bare, full):
+            for each in (bare, full):
                 started = time.perf_counter()
-                screener.screen(row.text, row.context)
+                each.screen(row.text, row.context)
                 timings.append(time.perf_counter() - started)
             added.append((timings[1] - timings[0]) * 1000)
     added.sort()
