@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-# The crisis screen's embedding model, exported to ONNX at install time (needs torch once, not to serve).
+# The crisis screen's embedding model, exported to ONNX at install time (needs torch once, not to serve),
+# and its classifiers fitted beside it, as the image does at build time: otherwise the first worker fits them.
 EMBEDDING_ONNX := .cache/embeddings/all-MiniLM-L6-v2.onnx
+SAFETY_FITTED := .cache/embeddings/.fitted
 
 .PHONY: run dev test test-fast bench clean browser
 
@@ -27,10 +29,14 @@ $(VENV)/.dev: $(VENV)/.training requirements-dev.txt
 $(EMBEDDING_ONNX): $(VENV)/.training
 	$(BIN)/python -m embeddings.export
 
-run: $(VENV)/.serving $(EMBEDDING_ONNX)
+$(SAFETY_FITTED): $(EMBEDDING_ONNX) $(wildcard data/safety/*.jsonl assistant/safety/*.py)
+	$(BIN)/python -m assistant.safety
+	touch $@
+
+run: $(VENV)/.serving $(SAFETY_FITTED)
 	$(BIN)/gunicorn -c gunicorn.conf.py api:app
 
-dev: $(VENV)/.serving $(EMBEDDING_ONNX)
+dev: $(VENV)/.serving $(SAFETY_FITTED)
 	$(BIN)/python api.py
 
 # The browser tests drive Debian's Chromium and ChromeDriver; they fail, never skip, without them.
@@ -42,11 +48,11 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-test: $(VENV)/.dev $(EMBEDDING_ONNX) browser
+test: $(VENV)/.dev $(SAFETY_FITTED) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The unit and API tests on SQLite, without servers, training runs or the browser: for the edit-test loop.
-test-fast: $(VENV)/.dev $(EMBEDDING_ONNX)
+test-fast: $(VENV)/.dev $(SAFETY_FITTED)
 	TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
