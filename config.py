@@ -108,11 +108,14 @@ class TrainSettings:
     bf16: str = setting("TRAIN_BF16", "auto", "bf16 autocast: auto (where the CPU has bf16), 1 or 0",
                         choices=("auto", "1", "0"))
     threads: int = setting("TRAIN_THREADS", 0, "torch threads; 0: the container's CPU quota", minimum=0)
-    seed: int = setting("TRAIN_SEED", 42, "seed of the split, the shuffles and the replayed examples", minimum=0)
+    seed: int = setting("TRAIN_SEED", 42, "seed of the split, the shuffles, the replayed examples and new adapters",
+                        minimum=0)
     eval_fraction: float = setting("TRAIN_EVAL_FRACTION", 0.1, "share of conversations held out",
                                    minimum=0.01, maximum=0.5)
     eval_replies: int = setting("TRAIN_EVAL_REPLIES", 16, "held-out prompts each version answers, to be read beside "
                                 "Groq's", minimum=1)
+    eval_max_new_tokens: int = setting("TRAIN_EVAL_MAX_NEW_TOKENS", 256, "length cap of each held-out reply; "
+                                       "serving's default, so a version is read as it would be served", minimum=1)
     similarity_margin: float = setting("TRAIN_SIMILARITY_MARGIN", 0.05, "how far the candidate's similarity to "
                                        "Groq's replies may fall below the active version's", minimum=0, maximum=1)
     replay_ratio: float = setting("TRAIN_REPLAY_RATIO", 1.0, "older examples replayed per new one in an incremental "

@@ -7,6 +7,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from sqlalchemy import text
 
@@ -42,6 +43,9 @@ def wait_for_a_training_step(base_url, timeout=60):
         time.sleep(0.1)
 
 
+# The lease the workers race for is tested on both databases (test_leases: processes racing), as are run
+# records and what a run reads; the loop around them does not depend on the database.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_chats_trigger_one_run_at_a_time_and_the_local_model_answers_after_a_restart(
         database_url, fake_groq, tiny_model_dir, tmp_path):
     fake_groq.default = Behaviour(text=PATTERN)

@@ -72,6 +72,7 @@ def test_health_and_history_answer_503_not_500_while_the_database_is_down(app, c
     assert alive.status_code == 200
 
 
+@pytest.mark.empty_database  # the migration below makes the -wal and -shm files, as a first worker does
 def test_a_worker_writes_again_once_a_read_only_database_file_is_writable(database_url, fake_groq, tmp_path):
     """SQLite opens a file it may not write read-only, and such a connection stays read-only: the worker
     must replace it, not answer 503 until it restarts. Real gunicorn, one worker, started while the file is

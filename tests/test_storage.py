@@ -50,6 +50,7 @@ def test_engine_pool_pings_and_is_sized(tmp_path):
     assert engine.pool._pre_ping is True and engine.pool.size() == 5 and engine.pool._max_overflow == 10
 
 
+@pytest.mark.empty_database
 def test_migrations_are_idempotent(database_url):
     engine = make_engine(database_url)
     migrate.upgrade(engine)
@@ -59,6 +60,7 @@ def test_migrations_are_idempotent(database_url):
     engine.dispose()
 
 
+@pytest.mark.empty_database
 def test_workers_starting_at_once_migrate_safely(database_url):
     script = "import sys; from storage import migrate; from storage.engine import make_engine; " \
              "migrate.upgrade(make_engine(sys.argv[1]))"

@@ -10,7 +10,12 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from assistant.prompts import build_messages
-from tests.conftest import TINY_TRAIN_ENV, stored
+from config import Settings
+from jobs.policy import Policy
+from jobs.supervisor import Supervisor
+from storage.migrate import migrated_engine
+from tests.conftest import TINY_TRAIN_ENV, save_version, stored
+from trainer.pipeline import run_training
 from tests.fakes.groq_server import Behaviour
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +33,26 @@ def trainer_cli(*args, env):
     """Run `python -m trainer ...` as an operator would."""
     return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=ROOT, env={**os.environ, **env},
                           capture_output=True, text=True, timeout=600)
+
+
+def train_here(env: dict, force: bool = False, from_base: bool = False) -> str:
+    """What `python -m trainer train [--force] [--from-base]` does, in this process: the policy's check, the
+    claim under the lease, then the run; its outcome. For tests of which run is made and what it keeps, without
+    the command's two interpreters (about 7 s of imports): this file runs the command itself."""
+    settings = Settings.from_env(env)
+    engine = migrated_engine(settings.database_url)
+    try:
+        refusal = Policy(settings, engine).refusal(force)
+        assert refusal is None, refusal
+        supervisor = Supervisor(settings, engine)
+        run_id = supervisor.claim("manual", from_base)
+        assert run_id is not None, "the training lease is held"
+        try:
+            return run_training(settings.database_url, run_id)
+        finally:
+            supervisor.leases.release(supervisor.holder)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -112,12 +137,12 @@ def test_a_candidate_whose_replies_the_screening_would_withhold_is_rejected_with
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the gate compares losses, not databases
 def test_a_second_run_that_does_not_beat_the_active_version_is_rejected(app, client, fake_groq, train_env):
     hold_conversations(client, fake_groq)
-    assert trainer_cli("train", env=train_env).returncode == 0
+    assert train_here(train_env) == "succeeded"
     first = app.extensions["therapistai"].registry.active_name()
 
-    result = trainer_cli("train", "--force", env={**train_env, "TRAIN_LR": "0.0000001", "TRAIN_EPOCHS": "1"})
+    outcome = train_here({**train_env, "TRAIN_LR": "0.0000001", "TRAIN_EPOCHS": "1"}, force=True)
 
-    assert result.returncode == 0, result.stderr
+    assert outcome == "rejected"
     runs = stored(app, "training_runs")
     assert [r["status"] for r in runs] == ["succeeded", "rejected"], [
         (r["base_loss"], r["active_loss"], r["candidate_loss"], r["eval_examples"]) for r in runs]
@@ -128,18 +153,16 @@ def test_a_second_run_that_does_not_beat_the_active_version_is_rejected(app, cli
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the active pointer is tested on both in test_registry
-def test_cli_lists_models_and_activates_rolls_back(app, client, fake_groq, train_env):
-    hold_conversations(client, fake_groq)
-    trainer_cli("train", env=train_env)
-    trainer_cli("train", "--force", env=train_env)
-    first, second = [r["version"] for r in stored(app, "training_runs")]
+def test_cli_lists_models_and_activates_rolls_back(app, settings, tiny_model_dir, train_env):
+    first = save_version(settings, tiny_model_dir, activate=False)  # versions as runs leave them (runs: above)
+    second = save_version(settings, tiny_model_dir)
 
     assert trainer_cli("activate", first, env=train_env).returncode == 0
 
     listing = trainer_cli("models", env=train_env).stdout
     assert f"* {first}" in listing and f"  {second}" in listing
     status = json.loads(trainer_cli("status", env=train_env).stdout)
-    assert status["active_version"] == first and len(status["runs"]) == 2
+    assert status["active_version"] == first and status["runs"] == []
     assert trainer_cli("activate", "model_19990101_000000", env=train_env).returncode == 2
 
 

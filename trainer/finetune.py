@@ -71,6 +71,7 @@ def wrap_for_training(model, settings: TrainSettings, adapter: Path | None = Non
     """LoRA adapters on every linear projection (new, or the saved ``adapter`` to continue), or the whole
     model for full fine-tuning; checkpointing on the layers TRAIN_MEMORY_MB cannot hold."""
     model.config.use_cache = False
+    torch.manual_seed(settings.seed)  # new adapters start the same whatever the process did before
     if not settings.full_finetune:
         model = _with_lora(model, settings, adapter)
     checkpointed, layers = checkpoint_layers(causal_lm(model), settings)

@@ -17,15 +17,14 @@ import numpy as np
 from assistant.local_model import LoadedModel, PromptTooLong
 from assistant.reply_quality import degenerate, similarities
 from assistant.safety.screener import Screener
-from config import LocalSettings
+from config import LocalSettings, TrainSettings
 from trainer.dataset import Example
 
 SAMPLES = 20  # replies kept in the metadata for admins to read, problems first
-# Greedy decoding with serving's reply length and int8 weights: each version is judged as it would
-# be served (the candidate through an int8 copy, in memory, before it is saved). Measured on this
-# 2-core machine, SmolLM2-135M's shape with random weights (every reply runs to 256 tokens), 24
+# Greedy decoding with int8 weights and, by default, serving's reply length: each version is judged as
+# it would be served (the candidate through an int8 copy, in memory, before it is saved). Measured on
+# this 2-core machine, SmolLM2-135M's shape with random weights (every reply runs to 256 tokens), 24
 # replies: 272 s with int8, 382 s in float32.
-READING = LocalSettings(temperature=0.0)
 NO_DEADLINE_S = 3600.0
 
 
@@ -36,13 +35,16 @@ class HeldOutPrompts:
     examples: list[Example]
     screener: Screener
     embedder: object | None  # an embeddings.model.Embedder; None when it did not load (no similarity then)
+    reading: LocalSettings = LocalSettings(temperature=0.0)
 
     @classmethod
-    def for_run(cls, held_out: list[Example], limit: int, seed: int, screener: Screener,
+    def for_run(cls, held_out: list[Example], train: TrainSettings, screener: Screener,
                 embedder) -> "HeldOutPrompts":
-        """Up to ``limit`` held-out examples, drawn across the whole history, the same for every version read."""
-        chosen = random.Random(seed).sample(held_out, min(limit, len(held_out)))
-        return cls(sorted(chosen, key=lambda e: e.message_id), screener, embedder)
+        """Up to TRAIN_EVAL_REPLIES held-out examples, drawn across the whole history, the same for every
+        version read, answered greedily up to TRAIN_EVAL_MAX_NEW_TOKENS."""
+        chosen = random.Random(train.seed).sample(held_out, min(train.eval_replies, len(held_out)))
+        return cls(sorted(chosen, key=lambda e: e.message_id), screener, embedder,
+                   LocalSettings(temperature=0.0, max_new_tokens=train.eval_max_new_tokens))
 
     def evaluate(self, version: str, model, tokenizer) -> dict:
         """``evaluation`` for a version's metadata: its replies to the held-out prompts beside Groq's.
@@ -51,7 +53,7 @@ class HeldOutPrompts:
         the embedding model); ``unsafe`` and ``degenerate`` count replies; ``length_ratio`` is the mean
         of the local reply's length over Groq's. Examples are redacted as training data is.
         """
-        loaded = LoadedModel(version, model, tokenizer, READING)
+        loaded = LoadedModel(version, model, tokenizer, self.reading)
         readings = []
         for example in self.examples:
             try:

@@ -53,8 +53,7 @@ def run_training(database_url: str, run_id: int) -> str:
         log.info("Training run %s: %s (%s)", run_id, plan.kind, plan.reason)
         runs.update(run_id, kind=plan.kind)
         plan = plan.with_split(_without_near_duplicates(embedder, runs, run_id, plan.split))
-        held_out = HeldOutPrompts.for_run(plan.split.eval, config.train.eval_replies, config.train.seed,
-                                          Screener.load(config.embeddings_dir), embedder)
+        held_out = HeldOutPrompts.for_run(plan.split.eval, config.train, Screener.load(config.embeddings_dir), embedder)
         outcome = _train_and_register(config, runs, registry, plan, active, run_id, held_out)
         runs.finish(run_id, **outcome)
         return outcome["status"]
