@@ -33,6 +33,7 @@ from assistant.safety.patterns import HIGH, MEDIUM, NONE
 from assistant.safety.resources import CrisisResources, language
 from assistant.safety.screener import Screener, Screening
 from storage.conversations import Conversations, SessionErased, Turn
+from telemetry.metrics import CHAT_TURNS, FALLBACKS, SCREENING_VERDICTS
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class Answering:
         self.crisis: Future | None = None  # Groq's reply under the crisis protocol, once asked
         self.crisis_asked = time.monotonic()
         self.fallback: str | None = None  # why the fixed crisis reply answered instead of Groq
+        self.streamed = "false"  # the turn's label in the metrics: "true" once answered as events
 
     @property
     def in_crisis(self) -> bool:
@@ -165,6 +167,7 @@ class Answering:
 
     def stream(self) -> Iterator[dict]:
         """The answer as events; failures before the first event raise TurnFailed, later ones are an event."""
+        self.streamed = "true"
         upstream = provider = None
         if not self.in_crisis:
             provider, messages = self._provider(), self._messages()
@@ -191,6 +194,7 @@ class Answering:
         judged = verdict.level()
         if judged is None:  # no verdict: the local level stands, and the stored message already says so
             return
+        SCREENING_VERDICTS.labels(judged, "judge").inc()
         if judged != self.risk_level:
             log.info("The safety judge changed a message's level from %s to %s", self.risk_level, judged)
             self.risk_level, self.layer = judged, "judge"
@@ -251,6 +255,7 @@ class Answering:
             self.fallback = "crisis_timeout"
         except ProviderError as e:
             self.fallback = f"crisis_{e.code}"
+        FALLBACKS.labels(self.fallback).inc()
         log.warning("Groq gave no crisis reply in time (%s): the fixed crisis reply answers", self.fallback)
         return None
 
@@ -262,7 +267,7 @@ class Answering:
 
     def _withhold(self, completion: Completion) -> dict:
         """Keep an unsafe reply for review only (never shown, never trained on); the fixed crisis reply instead."""
-        self._store(completion, "blocked")
+        self._store(completion, "blocked", ends_turn=False)
         log.warning("Model reply withheld by the safety layer: source=%s model=%s", completion.source, completion.model)
         return self._fixed(status="blocked")
 
@@ -272,8 +277,10 @@ class Answering:
             return "" if self.turn.role == "patient" else texts.clinician_note(self.resources_text)
         return texts.resources_note(self.resources_text, self.lang) if self.risk_level == MEDIUM else ""
 
-    def _store(self, completion: Completion, status: str = "ok", error: str | None = None) -> int:
-        """Store the reply, log one line about it (never its text) and wake what waits for replies."""
+    def _store(self, completion: Completion, status: str = "ok", error: str | None = None,
+               ends_turn: bool = True) -> int:
+        """Store the reply, log one line about it (never its text), count the turn unless a reply replaces this
+        one (``ends_turn``), and wake what waits for replies."""
         message_id = self.turns.conversations.store_reply(
             self.turn.session_id, self.risk_level, content=completion.text, source=completion.source,
             model=completion.model, status=status, error=error, latency_ms=completion.latency_ms,
@@ -285,6 +292,8 @@ class Answering:
             "fallback=%s", message_id, completion.source, status, self.risk_level, self.layer,
             completion.latency_ms, completion.prompt_tokens, completion.completion_tokens, completion.fallback,
         )
+        if ends_turn:
+            CHAT_TURNS.labels(completion.source, self.risk_level, status, self.streamed).inc()
         self.turns.training.notify()
         if self.turn.remembered:
             self.turns.memory.notify()
