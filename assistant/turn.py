@@ -267,7 +267,7 @@ class Answering:
 
     def _withhold(self, completion: Completion) -> dict:
         """Keep an unsafe reply for review only (never shown, never trained on); the fixed crisis reply instead."""
-        self._store(completion, "blocked", ends_turn=False)
+        self._store(completion, "blocked")
         log.warning("Model reply withheld by the safety layer: source=%s model=%s", completion.source, completion.model)
         return self._fixed(status="blocked")
 
@@ -277,10 +277,8 @@ class Answering:
             return "" if self.turn.role == "patient" else texts.clinician_note(self.resources_text)
         return texts.resources_note(self.resources_text, self.lang) if self.risk_level == MEDIUM else ""
 
-    def _store(self, completion: Completion, status: str = "ok", error: str | None = None,
-               ends_turn: bool = True) -> int:
-        """Store the reply, log one line about it (never its text), count the turn unless a reply replaces this
-        one (``ends_turn``), and wake what waits for replies."""
+    def _store(self, completion: Completion, status: str = "ok", error: str | None = None) -> int:
+        """Store the reply, log one line about it (never its text) and wake what waits for replies."""
         message_id = self.turns.conversations.store_reply(
             self.turn.session_id, self.risk_level, content=completion.text, source=completion.source,
             model=completion.model, status=status, error=error, latency_ms=completion.latency_ms,
@@ -292,15 +290,14 @@ class Answering:
             "fallback=%s", message_id, completion.source, status, self.risk_level, self.layer,
             completion.latency_ms, completion.prompt_tokens, completion.completion_tokens, completion.fallback,
         )
-        if ends_turn:
-            CHAT_TURNS.labels(completion.source, self.risk_level, status, self.streamed).inc()
         self.turns.training.notify()
         if self.turn.remembered:
             self.turns.memory.notify()
         return message_id
 
     def _answer(self, completion: Completion, message_id: int, status: str = "ok") -> dict:
-        """The fields every successful reply carries; the crisis lines on a risky turn."""
+        """The fields every successful reply carries; the crisis lines on a risky turn. The turn is counted."""
+        self._count(completion.source, status)
         answer = {
             "reply": completion.text, "session_id": self.turn.session_id, "message_id": message_id,
             "source": completion.source, "model": completion.model, "risk_level": self.risk_level,
@@ -315,8 +312,13 @@ class Answering:
         if completion.source == "groq" and self.risk_level == NONE:
             self.turns.shadow.offer(self.turn, message_id, messages, completion.text)
 
+    def _count(self, source: str, status: str) -> None:
+        """One turn ended, answered by ``source`` with the status the client saw (ok, blocked, error, truncated)."""
+        CHAT_TURNS.labels(source, self.risk_level, status, self.streamed).inc()
+
     def _failed(self, error: ProviderError, provider) -> TurnFailed:
         """Store the failed reply; what the client is told, with the turn's ids."""
+        self._count(provider.source, "error")
         message_id = self._store(Completion(text="", model=provider.model, source=provider.source), "error", error.code)
         return TurnFailed(error, self.turn.session_id, message_id)
 
@@ -356,6 +358,8 @@ class Answering:
             status, error = "error", e
         finally:
             upstream.close()
+            if status in ("error", "truncated"):  # no answer follows: the turn ends here
+                self._count(upstream.completion.source, status)
             try:
                 message_id = self._store(upstream.completion, status, error and error.code)
             except SessionErased:  # erased by its owner while the reply was being made

@@ -26,7 +26,8 @@ HTTP_REQUESTS = Counter("therapistai_http_requests_total", "HTTP answers by URL 
 HTTP_DURATION = Histogram("therapistai_http_request_duration_seconds", "From the request to the answer's last "
                           "byte (a stream's included), by URL rule", ["route"], buckets=REQUEST_BUCKETS)
 CHAT_TURNS = Counter("therapistai_chat_turns_total", "Chat turns by who answered (groq, local, safety), the "
-                     "turn's risk level, the reply's status and whether it was streamed",
+                     "turn's risk level, the status the client saw (ok, blocked, error, truncated) and whether it "
+                     "was streamed",
                      ["source", "risk_level", "status", "stream"])
 GROQ_DURATION = Histogram("therapistai_groq_request_duration_seconds", "Groq calls (replies, crisis replies, the "
                           "safety judge) from the request to the whole reply or the failure", buckets=REQUEST_BUCKETS)
