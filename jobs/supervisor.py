@@ -168,7 +168,7 @@ class Supervisor:
             log.info("Training run %s finished: %s, version %s", run_id, run.status, run.version)
 
     def _count(self, run_id: int):
-        """Count a run that ended, in this process: the child may have been killed before it could; the run."""
+        """Count an ended run where it was supervised (its child may have been killed); the run's record."""
         run = self.runs.get(run_id)
         TRAINING_RUNS.labels(run.status, run.kind or "none").inc()
         if run.duration_s is not None:
