@@ -219,6 +219,23 @@ def test_metrics_are_off_without_a_token(client):
     assert response.status_code == 403 and response.get_json()["error"]["code"] == "metrics_disabled"
 
 
+def test_a_single_process_serves_its_own_metrics(make_app):
+    """The Flask development server, or any one process: no multiprocess folder, the same endpoint."""
+    client = make_app(metrics_token=TOKEN).test_client()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    before = client.get("/metrics", headers=headers).get_data(as_text=True)
+    client.post(CHAT, json={"message": "Tell me about sleep."}).close()  # a server closes each answer
+    after = client.get("/metrics", headers=headers).get_data(as_text=True)
+
+    def counted(text):
+        return (value(text, "therapistai_http_requests_total", route=CHAT, method="POST", status="200"),
+                value(text, "therapistai_chat_turns_total", source="groq", risk_level="none", status="ok",
+                      stream="false"))
+
+    assert [a - b for a, b in zip(counted(after), counted(before))] == [1, 1]
+    assert "process_cpu_seconds_total" in after  # the process's own collectors come along
+
+
 def test_no_label_carries_an_id_or_message_text(served):
     families = list(text_string_to_metric_families(served.scrapes[-1]))
     labels = {v for f in families for s in f.samples for v in s.labels.values()}
