@@ -15,7 +15,7 @@ from assistant.safety.screener import shared_screener
 from assistant.shadow import Shadow
 from assistant.tryout import TryOut
 from assistant.turn import Turns
-from config import Settings, cli_settings, configure_logging
+from config import Settings, cli_settings
 from embeddings.model import shared_embedder
 from jobs.trigger import Trigger
 from registry.registry import Registry
@@ -26,10 +26,13 @@ from storage.health import DatabaseHealth
 from storage.screenings import Screenings
 from storage.shadow import ShadowReplies
 from storage.stats import Stats
-from web import admin, chat, health, memories, openapi, pages, sessions, training
+from telemetry.logs import configure_logging
+from web import admin, chat, health, memories, metrics, openapi, pages, sessions, training
 from web.errors import register_error_handlers
 from web.limits import init_limits
 from web.json_provider import JSONProvider
+from web.metrics import init_metrics
+from web.request_ids import init_request_ids
 from web.services import Services, init_app
 
 MAX_BODY_BYTES = 64 * 1024
@@ -42,7 +45,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app: settings, database (migrated), assistant, training trigger, blueprints."""
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     app = Flask(__name__, static_folder="web/static", template_folder="web/templates")
     app.json = JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -72,8 +75,11 @@ def create_app(settings: Settings | None = None) -> Flask:
                            training=trigger, memory=memory, tryout=TryOut(registry, settings.local), shadow=shadow,
                            turns=turns, screenings=Screenings(engine)))
     register_error_handlers(app)
-    for blueprint in (pages.bp, chat.bp, sessions.bp, memories.bp, admin.bp, training.bp, health.bp, openapi.bp):
+    for blueprint in (pages.bp, chat.bp, sessions.bp, memories.bp, admin.bp, training.bp, health.bp, openapi.bp,
+                      metrics.bp):
         app.register_blueprint(blueprint)
+    init_request_ids(app)
+    init_metrics(app, settings)
     init_limits(app, settings)
     return app
 

@@ -9,7 +9,6 @@ Nothing else in the project reads ``os.environ``: modules receive a ``Settings``
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 import sys
@@ -17,6 +16,8 @@ import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+from telemetry.logs import configure_logging
 
 DEFAULT_DATABASE_URL = "sqlite:///data/ai_training_data.db"
 
@@ -76,6 +77,11 @@ def _empty_turns_off(env: "_Env", f: dataclasses.Field) -> str | None:
     """The value, the default when the variable is absent, None (off) when it is set empty."""
     name = f.metadata["env"]
     return env.text(name) if name in env.environ else f.default
+
+
+def _optional_port(env: "_Env", f: dataclasses.Field) -> int | None:
+    """A TCP port, or None when the variable is unset."""
+    return env.number(f.metadata["env"], None, int, f.metadata["minimum"], f.metadata["maximum"])
 
 
 def _proxy_hops(env: "_Env", f: dataclasses.Field) -> int:
@@ -220,6 +226,16 @@ class Settings:
     web_threads: int = setting("WEB_THREADS", 64, "threads per gunicorn worker; a client still sending its request "
                                "holds one (bench/slow_clients.py)", minimum=1)
     log_level: str = setting("LOG_LEVEL", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    log_format: str = setting("LOG_FORMAT", "text", "log lines as text, or one JSON object per line (time, level, "
+                              "logger, message, request_id; route, status, duration on access lines)",
+                              choices=("text", "json"))
+    metrics_token: str | None = setting("METRICS_TOKEN", None, "bearer token of GET /metrics (and of the training "
+                                        "worker's METRICS_PORT); unset: metrics are off and answer 403")
+    metrics_port: int | None = setting("METRICS_PORT", None, "`python -m trainer worker` serves /metrics on this "
+                                       "port; unset: it serves none", minimum=1, maximum=65535, parse=_optional_port)
+    prometheus_multiproc_dir: str | None = setting("PROMETHEUS_MULTIPROC_DIR", None, "where gunicorn's workers keep "
+                                                   "their metrics, emptied at start-up; unset: a new temporary "
+                                                   "folder, removed at shutdown")
     railway_environment: str | None = setting("RAILWAY_ENVIRONMENT", None, "set by Railway", shown="set by Railway")
     railway_volume_mount_path: str | None = setting("RAILWAY_VOLUME_MOUNT_PATH", None, "set by Railway with a "
                                                     "volume: the default MODEL_DIR", shown="set by Railway")
@@ -278,6 +294,7 @@ class RunConfig:
     history_turns: int
     log_level: str
     train: TrainSettings
+    log_format: str = "text"  # the service's LOG_FORMAT, so that the child's lines read like its supervisor's
     model_store_url: str | None = None  # the bucket's credentials stay in the environment, never in the record
     aws_region: str | None = None
     embeddings_dir: str = Settings.embeddings_dir  # the sentence-embedding model: drops near-duplicate examples
@@ -288,7 +305,7 @@ class RunConfig:
         """The parts of the service's settings that a training run uses."""
         return cls(base_model=settings.base_model, model_dir=str(settings.model_dir),
                    model_keep=settings.model_keep, history_turns=settings.history_turns,
-                   log_level=settings.log_level, train=settings.train,
+                   log_level=settings.log_level, log_format=settings.log_format, train=settings.train,
                    model_store_url=settings.model_store_url, aws_region=settings.aws_region,
                    embeddings_dir=settings.embeddings_dir, from_base=from_base)
 
@@ -315,15 +332,8 @@ def cli_settings() -> Settings:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
-
-
-def configure_logging(level: str) -> None:
-    """One line per event on stderr, for the web workers and the trainer alike."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Groq call adds nothing
 
 
 class _Env:

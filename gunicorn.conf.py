@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # gunicorn reads this file before --chdir
 
 from config import ConfigError, Settings  # noqa: E402
+from telemetry import multiprocess  # noqa: E402  (no prometheus_client in the master before the folder is set)
 
 try:
     _settings = Settings.from_env()
@@ -26,10 +27,15 @@ keepalive = 5
 # Never preload: torch's thread pools and a pooled database engine must not cross a fork.
 preload_app = False
 accesslog = "-"
-logger_class = "web.access_log.RedactingLogger"  # session ids are capabilities: never in the access log
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# session ids are capabilities: never in the access log
+logger_class = "web.access_log.JsonLogger" if _settings.log_format == "json" else "web.access_log.RedactingLogger"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+
+
+# With metrics on, every worker keeps its counts in one folder, so that a scrape of any worker adds them all up.
+_metrics_dir = multiprocess.prepare(_settings.prometheus_multiproc_dir) if _settings.metrics_token else None
 
 
 def on_starting(server):
@@ -38,3 +44,15 @@ def on_starting(server):
         server.log.warning("Rate limits count per worker with RATELIMIT_STORAGE_URI=memory://: %d workers let up to "
                            "%d times CHAT_RATE_LIMIT through. Set RATELIMIT_STORAGE_URI=redis://... to count once.",
                            workers, workers)
+
+
+def child_exit(server, worker):
+    """A worker ended: its live gauges leave the sums (its counters stay)."""
+    if _metrics_dir is not None:
+        multiprocess.worker_ended(worker.pid, _metrics_dir)
+
+
+def on_exit(server):
+    """Remove the metrics folder when it was a temporary one."""
+    if _metrics_dir is not None and not _settings.prometheus_multiproc_dir:
+        multiprocess.remove(_metrics_dir)

@@ -16,6 +16,7 @@ from assistant.completion import (
     Completion, ProviderError, ProviderFailed, ProviderRateLimited, ProviderTimeout, ProviderUnavailable, without_nul,
 )
 from config import Settings
+from telemetry.metrics import GROQ_DURATION, GROQ_ERRORS, GROQ_FIRST_TOKEN
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class GroqProvider:
     def complete(self, messages: list[dict]) -> Completion:
         """The whole reply in one call."""
         started = time.monotonic()
-        with _translated_errors():
+        with _translated_errors(), GROQ_DURATION.time():
             response = self._create(messages, stream=False)
             choice = response.choices[0]
             usage = response.usage
@@ -72,8 +73,12 @@ class GroqProvider:
     def stream(self, messages: list[dict]) -> "GroqStream":
         """Open a streamed reply; errors before the first byte are raised here."""
         started = time.monotonic()
-        with _translated_errors():
-            upstream = self._create(messages, stream=True)
+        try:
+            with _translated_errors():
+                upstream = self._create(messages, stream=True)
+        except ProviderError:
+            GROQ_DURATION.observe(time.monotonic() - started)
+            raise
         return GroqStream(upstream, Completion(text="", model=self.model), started)
 
     def _create(self, messages: list[dict], stream: bool):
@@ -99,6 +104,7 @@ class GroqStream:
         self.upstream = upstream
         self.completion = completion
         self.started = started
+        self.timed = False  # the call's duration is recorded once, when it ends or is closed
 
     def __iter__(self) -> Iterator[str]:
         with _translated_errors():
@@ -108,12 +114,14 @@ class GroqStream:
                     choice = chunk.choices[0]
                     self.completion.finish_reason = choice.finish_reason or self.completion.finish_reason
                     if delta := without_nul(choice.delta.content or ""):
+                        if not self.completion.text:
+                            GROQ_FIRST_TOKEN.observe(time.monotonic() - self.started)
                         self.completion.text += delta
                         yield delta
-        self.completion.latency_ms = _elapsed_ms(self.started)
-        if self.completion.finish_reason is None:  # the SDK ends quietly when the connection drops
-            log.error("Groq's stream ended before the reply was finished")
-            raise ProviderFailed("The assistant's reply was cut off. Please try again.")
+            self.completion.latency_ms = _elapsed_ms(self.started)
+            if self.completion.finish_reason is None:  # the SDK ends quietly when the connection drops
+                log.error("Groq's stream ended before the reply was finished")
+                raise ProviderFailed("The assistant's reply was cut off. Please try again.")
 
     def _count(self, chunk) -> None:
         """Take the model name and token usage from the chunk that carries them."""
@@ -127,6 +135,9 @@ class GroqStream:
     def close(self) -> None:
         """Stop reading from Groq and free the connection."""
         self.completion.latency_ms = self.completion.latency_ms or _elapsed_ms(self.started)
+        if not self.timed:
+            self.timed = True
+            GROQ_DURATION.observe(time.monotonic() - self.started)
         self.upstream.close()
 
 
@@ -137,6 +148,17 @@ def _elapsed_ms(started: float) -> int:
 
 @contextmanager
 def _translated_errors():
+    """The SDK's exceptions as the provider errors the web layer maps to HTTP, each counted by its code."""
+    try:
+        with _sdk_errors_translated():
+            yield
+    except ProviderError as e:
+        GROQ_ERRORS.labels(e.code).inc()
+        raise
+
+
+@contextmanager
+def _sdk_errors_translated():
     """Turn the SDK's exceptions into the provider errors the web layer maps to HTTP."""
     try:
         yield

@@ -31,6 +31,7 @@ from assistant.completion import (
 from config import LocalSettings
 from registry.registry import Registry
 from registry.versions import RegistryError
+from telemetry.metrics import LOCAL_BATCH_SIZE, LOCAL_QUEUE_DEPTH, LOCAL_TOKENS
 
 log = logging.getLogger(__name__)
 RETRY_FAILED_S = 300.0  # a version that failed to load is tried again after this long, not at every poll
@@ -81,6 +82,7 @@ class LocalProvider:
             raise ProviderUnavailable(f"No local model is loaded ({self.load_error or 'no active version'}).")
         stream = LocalStream(loaded, Completion(text="", model=loaded.version, source=self.source), started,
                              started + self.settings.timeout)
+        LOCAL_QUEUE_DEPTH.inc()  # until the torch thread takes the request
         self._torch.submit(_generate, loaded, messages, stream.deadline, stream.items, stream.cancelled)
         try:
             stream.start()
@@ -216,14 +218,17 @@ def fetch_and_load(registry: Registry, name: str, settings: LocalSettings):
 
 def _generate(loaded, messages: list[dict], deadline: float, items: queue.Queue, cancelled: threading.Event) -> None:
     """Runs on the torch thread: put ("prompt", n), then ("token", id)..., then ("end", None) or ("error", e)."""
+    LOCAL_QUEUE_DEPTH.dec()
     if cancelled.is_set():  # the request gave up while it waited its turn
         return
+    LOCAL_BATCH_SIZE.observe(1)  # one reply per generation: the decode loop does not batch
     try:
         ids = loaded.prompt(messages)
         items.put(("prompt", ids.shape[1]))
         for token in loaded.tokens(ids, deadline):
             if cancelled.is_set():
                 return
+            LOCAL_TOKENS.inc()
             items.put(("token", token))
         items.put(("end", None))
     except Exception as e:

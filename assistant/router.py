@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 
 from assistant.completion import Completion, ProviderError, ProviderTimeout, ProviderUnavailable
+from telemetry.metrics import FALLBACKS
 
 log = logging.getLogger(__name__)
 
 # The reason stored with a reply Groq gave in the local model's place.
 FALLBACK_REASONS = {ProviderUnavailable: "local_unavailable", ProviderTimeout: "local_timeout"}
+OTHER_REASON = "local_error"
+for _reason in (*FALLBACK_REASONS.values(), OTHER_REASON):  # every series from zero: the first fallback counts
+    FALLBACKS.labels(_reason)
 
 
 class Router:
@@ -52,6 +56,7 @@ class Router:
 
 def _fell_back(error: ProviderError) -> str:
     """Log why the local model did not answer; the reason to store with Groq's reply."""
-    reason = FALLBACK_REASONS.get(type(error), "local_error")
+    reason = FALLBACK_REASONS.get(type(error), OTHER_REASON)
+    FALLBACKS.labels(reason).inc()
     log.warning("Local model did not answer (%s: %s): Groq answers instead", reason, error.message)
     return reason

@@ -33,6 +33,7 @@ from assistant.safety.patterns import HIGH, MEDIUM, NONE
 from assistant.safety.resources import CrisisResources, language
 from assistant.safety.screener import Screener, Screening
 from storage.conversations import Conversations, SessionErased, Turn
+from telemetry.metrics import CHAT_TURNS, FALLBACKS, SCREENING_VERDICTS
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class Answering:
         self.crisis: Future | None = None  # Groq's reply under the crisis protocol, once asked
         self.crisis_asked = time.monotonic()
         self.fallback: str | None = None  # why the fixed crisis reply answered instead of Groq
+        self.streamed = "false"  # the turn's label in the metrics: "true" once answered as events
 
     @property
     def in_crisis(self) -> bool:
@@ -165,6 +167,7 @@ class Answering:
 
     def stream(self) -> Iterator[dict]:
         """The answer as events; failures before the first event raise TurnFailed, later ones are an event."""
+        self.streamed = "true"
         upstream = provider = None
         if not self.in_crisis:
             provider, messages = self._provider(), self._messages()
@@ -191,6 +194,7 @@ class Answering:
         judged = verdict.level()
         if judged is None:  # no verdict: the local level stands, and the stored message already says so
             return
+        SCREENING_VERDICTS.labels(judged, "judge").inc()
         if judged != self.risk_level:
             log.info("The safety judge changed a message's level from %s to %s", self.risk_level, judged)
             self.risk_level, self.layer = judged, "judge"
@@ -251,6 +255,7 @@ class Answering:
             self.fallback = "crisis_timeout"
         except ProviderError as e:
             self.fallback = f"crisis_{e.code}"
+        FALLBACKS.labels(self.fallback).inc()
         log.warning("Groq gave no crisis reply in time (%s): the fixed crisis reply answers", self.fallback)
         return None
 
@@ -291,7 +296,8 @@ class Answering:
         return message_id
 
     def _answer(self, completion: Completion, message_id: int, status: str = "ok") -> dict:
-        """The fields every successful reply carries; the crisis lines on a risky turn."""
+        """The fields every successful reply carries; the crisis lines on a risky turn. The turn is counted."""
+        self._count(completion.source, status)
         answer = {
             "reply": completion.text, "session_id": self.turn.session_id, "message_id": message_id,
             "source": completion.source, "model": completion.model, "risk_level": self.risk_level,
@@ -306,8 +312,13 @@ class Answering:
         if completion.source == "groq" and self.risk_level == NONE:
             self.turns.shadow.offer(self.turn, message_id, messages, completion.text)
 
+    def _count(self, source: str, status: str) -> None:
+        """One turn ended, answered by ``source`` with the status the client saw (ok, blocked, error, truncated)."""
+        CHAT_TURNS.labels(source, self.risk_level, status, self.streamed).inc()
+
     def _failed(self, error: ProviderError, provider) -> TurnFailed:
         """Store the failed reply; what the client is told, with the turn's ids."""
+        self._count(provider.source, "error")
         message_id = self._store(Completion(text="", model=provider.model, source=provider.source), "error", error.code)
         return TurnFailed(error, self.turn.session_id, message_id)
 
@@ -347,6 +358,8 @@ class Answering:
             status, error = "error", e
         finally:
             upstream.close()
+            if status in ("error", "truncated"):  # no answer follows: the turn ends here
+                self._count(upstream.completion.source, status)
             try:
                 message_id = self._store(upstream.completion, status, error and error.code)
             except SessionErased:  # erased by its owner while the reply was being made

@@ -7,12 +7,14 @@ workers, installed on first run into .cache/litellm-venv from bench/requirements
 forwards to the same fake Groq through its OpenAI-compatible provider and stores nothing; its
 clients send the conversation themselves, capped at the same history. The chat endpoint runs a
 second time without the embedding model (patterns-only screening, as a serving image without it
-does), to show what the semantic screening costs. 16 clients on keep-alive connections each continue
+does), to show what the semantic screening costs, and a third time with metrics off (no METRICS_TOKEN;
+the chat endpoint itself runs with metrics on, as deployments scrape it), to show what metrics cost.
+16 clients on keep-alive connections each continue
 their own conversation; the setups alternate, rounds of each. Each round also runs one client alone
 (the overhead of a turn, without queueing) and one client streaming, from the chat endpoint and from the
 fake Groq itself: the time to the first text the user sees, against the fake's own time to its first
 token. Prints JSON: p50, p99 and requests/s of each, chat against bare and against LiteLLM as ratios,
-and each worker's resident memory once the rounds are done.
+metrics on against off, and each worker's resident memory once the rounds are done.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def main() -> None:
 
     fake, groq_url = start_fake_groq()
     results: dict[str, list[dict]] = {name: [] for name in (
-        "bare", "chat", "chat_patterns_only", "litellm", "bare_one_client", "chat_one_client",
+        "bare", "chat", "chat_metrics_off", "chat_patterns_only", "litellm", "bare_one_client", "chat_one_client",
         "fake_groq_stream_one_client", "chat_stream_one_client")}
     one = max(20, args.requests // 4)  # requests of the one-client rounds
     try:
@@ -204,13 +206,18 @@ def main() -> None:
                    "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench.db",
                    "LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "2",
                    "CHAT_RATE_LIMIT": "1000000 per minute"}  # the limiter still runs; the bench is one client
-            no_model = {**env, "EMBEDDINGS_DIR": f"{tmp}/no-model",
+            metered = {**env, "METRICS_TOKEN": "bench"}
+            no_model = {**metered, "EMBEDDINGS_DIR": f"{tmp}/no-model",
                         "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench-patterns.db"}
-            with gunicorn(env, app="bench.bare_app:app") as bare_url, gunicorn(env) as chat_url, \
-                    gunicorn(no_model) as patterns_url, litellm_proxy(groq_url, tmp) as (litellm_url, key):
+            unmetered = {**env, "DATABASE_URL": args.database_url or f"sqlite:///{tmp}/bench-unmetered.db"}
+            with gunicorn(env, app="bench.bare_app:app") as bare_url, gunicorn(metered) as chat_url, \
+                    gunicorn(unmetered) as unmetered_url, gunicorn(no_model) as patterns_url, \
+                    litellm_proxy(groq_url, tmp) as (litellm_url, key):
                 for _ in range(args.rounds):
                     results["bare"].append(measure(bare_url, args.clients, args.requests, args.warmup))
                     results["chat"].append(measure(chat_url, args.clients, args.requests, args.warmup))
+                    results["chat_metrics_off"].append(measure(unmetered_url, args.clients, args.requests,
+                                                               args.warmup))
                     results["chat_patterns_only"].append(
                         measure(patterns_url, args.clients, args.requests, args.warmup))
                     results["litellm"].append(measure(litellm_url, args.clients, args.requests, args.warmup,
@@ -234,12 +241,16 @@ def main() -> None:
         "rounds": args.rounds,
         "bare": bare,
         "chat": chat,
+        "chat_metrics_off": summary["chat_metrics_off"],
         "chat_patterns_only": summary["chat_patterns_only"],
         "litellm": litellm,
         "p50_overhead_ms": round(chat["p50_ms"] - bare["p50_ms"], 2),
         "p50_ratio": round(chat["p50_ms"] / bare["p50_ms"], 2),
         "p99_ratio": round(chat["p99_ms"] / bare["p99_ms"], 2),
         "throughput_ratio": round(chat["requests_per_s"] / bare["requests_per_s"], 3),
+        "metrics_on_vs_off": {"throughput_ratio": round(chat["requests_per_s"]
+                                                        / summary["chat_metrics_off"]["requests_per_s"], 3),
+                              "p50_ratio": round(chat["p50_ms"] / summary["chat_metrics_off"]["p50_ms"], 3)},
         "vs_litellm": {name: {"throughput_ratio": round(run["requests_per_s"] / litellm["requests_per_s"], 3),
                               "p50_ratio": round(run["p50_ms"] / litellm["p50_ms"], 2)}
                        for name, run in (("chat", chat), ("chat_patterns_only", summary["chat_patterns_only"]))},
@@ -253,7 +264,7 @@ def main() -> None:
                                   - summary["fake_groq_stream_one_client"]["p50_ms"], 2)},
         "rss": rss,
         "goal": {"vs_litellm_throughput_ratio_at_least": 1.2, "one_client_p50_overhead_ms_at_most": 10,
-                 "stream_added_p50_ms_at_most": 150},
+                 "stream_added_p50_ms_at_most": 150, "metrics_on_vs_off_throughput_ratio_at_least": 0.97},
     }, indent=2))
 
 

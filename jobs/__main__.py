@@ -20,6 +20,7 @@ from registry.registry import Registry
 from registry.versions import RegistryError
 from storage.migrate import migrated_engine
 from storage.training_runs import run_json
+from telemetry import exposition
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,11 @@ def cmd_train(settings: Settings, args) -> int:
 
 
 def cmd_worker(settings: Settings, _args) -> int:
-    """The web workers' trigger-and-train loop as a process of its own, until SIGTERM."""
+    """The web workers' trigger-and-train loop as a process of its own, until SIGTERM; its metrics (the runs it
+    supervised) on METRICS_PORT when that is set."""
     trigger = Trigger.from_settings(settings, migrated_engine(settings.database_url))
+    if settings.metrics_port:
+        exposition.serve(settings.metrics_port, settings.metrics_token)
     signal.signal(signal.SIGTERM, lambda *_: trigger.stop())
     log.info("Training worker started: AUTO_TRAIN_THRESHOLD %d, checking every %.0fs",
              settings.auto_train_threshold, POLL_SECONDS)

@@ -22,7 +22,9 @@ from sqlalchemy import Engine
 
 from config import RunConfig, Settings
 from storage.leases import Leases
-from storage.training_runs import TrainingRuns
+from storage.training_runs import FINISHED, TrainingRuns
+from telemetry import multiprocess
+from telemetry.metrics import TRAINING_DURATION, TRAINING_RUNS
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,10 @@ HEARTBEAT = 10.0
 SETTLE_S, SETTLE_POLL_S = 10.0, 0.1
 CHILD_NICE = 10
 ERROR_TAIL_LINES = 30
+KINDS = ("incremental", "from_base")  # what a run decided to be; "none" when it failed before deciding
+for _status in FINISHED:  # every series from zero, so that the first run of a kind is an increase
+    for _kind in KINDS:
+        TRAINING_RUNS.labels(_status, _kind)
 
 
 class TrainingBusy(RuntimeError):
@@ -98,6 +104,7 @@ class Supervisor:
         except Exception as e:  # could not even start the child
             log.exception("Training run %s could not be supervised", run_id)
             self.runs.fail_if_running(run_id, f"The training process could not be run: {e}")
+            self._count(run_id)
             return None
         finally:
             self._child = None
@@ -122,6 +129,7 @@ class Supervisor:
     def _spawn(self, run_id: int) -> subprocess.Popen:
         """`python -m trainer train --run-id N`: the run record holds its settings, the environment its database."""
         env = {**os.environ, "DATABASE_URL": self.settings.database_url, "PYTHONUNBUFFERED": "1"}
+        env.pop(multiprocess.VARIABLE, None)  # the child's metrics are never scraped: its run is counted here
         command = [sys.executable, "-m", "trainer", "train", "--run-id", str(run_id), "--nice", str(CHILD_NICE),
                    "--parent-pid", str(os.getpid())]
         return subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -152,12 +160,20 @@ class Supervisor:
             reason = f"The training process exited with code {returncode}"
         if self.runs.fail_if_running(run_id, f"{reason}.\n" + "".join(tail)[-4000:]):
             log.error("Training run %s failed: %s", run_id, reason)
-        run = self.runs.get(run_id)
+        run = self._count(run_id)
         if run.status == "failed":
             log.error("Training run %s failed; auto-training waits %.0fs before the next try",
                       run_id, self.settings.auto_train_cooldown)
         else:
             log.info("Training run %s finished: %s, version %s", run_id, run.status, run.version)
+
+    def _count(self, run_id: int):
+        """Count an ended run where it was supervised (its child may have been killed); the run's record."""
+        run = self.runs.get(run_id)
+        TRAINING_RUNS.labels(run.status, run.kind or "none").inc()
+        if run.duration_s is not None:
+            TRAINING_DURATION.observe(run.duration_s)
+        return run
 
 
 def _relay(stream, tail: deque[str]) -> None:

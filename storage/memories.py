@@ -95,14 +95,19 @@ class Memories(Transactional):
 
     def counts(self) -> dict:
         """Messages, embedded messages, the backlog and the memory ids in use."""
+        backlog = self.waiting()
         with self._read() as db:
-            backlog = db.scalar(_waiting(select(func.count()).select_from(Message)))
             return {
                 "messages": db.scalar(select(func.count()).select_from(Message)),
                 "embedded_messages": db.scalar(select(func.count()).select_from(MessageEmbedding)),
                 "backlog": backlog,
                 "memory_ids": db.scalar(select(func.count()).select_from(Memory).where(Memory.forgotten_at.is_(None))),
             }
+
+    def waiting(self) -> int:
+        """How many memorable messages have no embedding yet: the indexer's backlog."""
+        with self._read() as db:
+            return db.scalar(_waiting(select(func.count()).select_from(Message)))
 
     def exchanges(self, exchange_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
         """The remembered messages of these exchanges as (author, text), oldest first, by exchange."""

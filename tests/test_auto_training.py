@@ -9,17 +9,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from storage.engine import make_engine
 from tests.conftest import ADMIN_TOKEN, TINY_TRAIN_ENV, stored
 from tests.fakes.groq_server import Behaviour
-from tests.servers import ROOT, gunicorn
+from tests.servers import ROOT, free_port, gunicorn
 from tests.test_gunicorn import server_env
 from tests.test_trainer_e2e import PATTERN, hold_conversations
 
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+METRICS_TOKEN = "worker-metrics-token"
 
 
 def wait_until_trained(base_url, threshold, timeout=600):
@@ -32,6 +34,20 @@ def wait_until_trained(base_url, threshold, timeout=600):
             return requests.get(f"{base_url}/api/admin/training", headers=HEADERS, timeout=10).json()["runs"]
         time.sleep(0.5)
     raise AssertionError("training did not settle in time")
+
+
+def runs_counted(url, timeout=60):
+    """The training runs a worker's /metrics counts, by status and kind, once it counts any: the worker counts a
+    run when its child has exited, after the child closed the run's record."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scraped = requests.get(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=10).text
+        counted = {(s.labels["status"], s.labels["kind"]): s.value for f in text_string_to_metric_families(scraped)
+                   for s in f.samples if s.name == "therapistai_training_runs_total" and s.value}
+        if counted:
+            return counted
+        time.sleep(0.5)
+    raise AssertionError("the worker's /metrics never counted the run")
 
 
 def wait_for_a_training_step(base_url, timeout=60):
@@ -105,11 +121,13 @@ def test_chats_trigger_one_run_at_a_time_and_the_local_model_answers_after_a_res
     assert sources[-6:] == ["local"] * 6, answers[-6:]
 
 
-def test_the_worker_process_trains_when_the_threshold_is_reached_and_stops_on_sigterm(
+def test_the_worker_process_trains_when_the_threshold_is_reached_counts_the_run_and_stops_on_sigterm(
         app, client, fake_groq, settings, tiny_model_dir, tmp_path):
     hold_conversations(client, fake_groq)  # 24 eligible replies
+    port = free_port()
     env = {**os.environ, **TINY_TRAIN_ENV, "DATABASE_URL": settings.database_url, "MODEL_DIR": settings.model_dir,
-           "BASE_MODEL": str(tiny_model_dir), "AUTO_TRAIN_THRESHOLD": "10"}
+           "BASE_MODEL": str(tiny_model_dir), "AUTO_TRAIN_THRESHOLD": "10", "METRICS_PORT": str(port),
+           "METRICS_TOKEN": METRICS_TOKEN}
     log_path = tmp_path / "worker.log"
     with open(log_path, "w") as log:
         worker = subprocess.Popen([sys.executable, "-m", "trainer", "worker"], cwd=ROOT, env=env, stderr=log)
@@ -118,11 +136,15 @@ def test_the_worker_process_trains_when_the_threshold_is_reached_and_stops_on_si
             while not [r for r in stored(app, "training_runs") if r["status"] != "running"]:
                 assert time.monotonic() < deadline and worker.poll() is None, log_path.read_text()
                 time.sleep(0.5)
+            refused = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            counted = runs_counted(f"http://127.0.0.1:{port}/metrics")
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
 
     (run,) = stored(app, "training_runs")
     assert worker.returncode == 0 and run["status"] == "succeeded" and run["trigger"] == "auto"
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+    assert counted == {("succeeded", run["kind"]): 1.0}
     assert "Auto-triggering training (24 new messages)" in log_path.read_text()
     assert app.extensions["therapistai"].registry.active_name() == run["version"]

@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = {"api", "config", "hardware", "assistant", "embeddings", "jobs", "registry", "storage", "trainer", "web"}
+PROJECT = {"api", "config", "hardware", "assistant", "embeddings", "jobs", "registry", "storage", "telemetry", "trainer",
+           "web"}
 TRAINING_LIBRARIES = {"torch", "transformers", "peft", "datasets", "accelerate"}
 # package -> the top-level modules it must never import
 FORBIDDEN = {
     "storage": PROJECT - {"storage"},
+    "telemetry": (PROJECT - {"telemetry"}) | TRAINING_LIBRARIES,  # the floor every room records metrics on
     "registry": (PROJECT - {"registry", "storage", "config"}) | TRAINING_LIBRARIES,
     "embeddings": PROJECT - {"embeddings", "storage", "config"},
     "assistant": {"api", "web", "jobs", "trainer"},

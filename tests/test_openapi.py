@@ -44,8 +44,10 @@ def test_document_states_this_servers_message_limit_as_the_server_counts_it(make
 
 def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(database_url, fake_groq, tmp_path):
     """Every check schemathesis has, positive and negative data, against real gunicorn. Starting a training
-    run is left out: each call starts a trainer process (tests/test_training_admin.py covers it)."""
-    env = {**server_env(database_url, fake_groq), "ADMIN_TOKEN": ADMIN_TOKEN, "ADMIN_RATE_LIMIT": NO_LIMIT}
+    run is left out: each call starts a trainer process (tests/test_training_admin.py covers it). The metrics
+    token is the admin token, so that the one Authorization header schemathesis sends opens /metrics too."""
+    env = {**server_env(database_url, fake_groq), "ADMIN_TOKEN": ADMIN_TOKEN, "ADMIN_RATE_LIMIT": NO_LIMIT,
+           "METRICS_TOKEN": ADMIN_TOKEN}
     with gunicorn(env) as base_url:
         run = subprocess.run(
             [str(SCHEMATHESIS), "--config-file", str(CONFIG), "run", f"{base_url}/openapi.json",

@@ -14,10 +14,11 @@ import threading
 import time
 from pathlib import Path
 
-from config import cli_settings, configure_logging, database_url_from_env
+from config import cli_settings, database_url_from_env
 from registry.registry import Registry
 from registry.versions import RegistryError, version_json
 from storage.migrate import migrated_engine
+from telemetry.logs import configure_logging
 
 TRAINING_PACKAGES = "torch, transformers, peft, datasets"
 SUPERVISOR_COMMANDS = ("worker", "status")
@@ -73,7 +74,7 @@ def cmd_train(args) -> int:
         os.nice(args.nice)
     if args.parent_pid:
         _exit_with_parent(args.parent_pid)
-    configure_logging("INFO")  # until the run record says which level the service logs at
+    configure_logging("INFO")  # until the run record says which level and format the service logs with
     from trainer.finetune import TrainerError  # imports torch
     from trainer.pipeline import run_training
 

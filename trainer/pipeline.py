@@ -16,7 +16,7 @@ from pathlib import Path
 
 from assistant.local_model import load_version
 from assistant.safety.screener import Screener
-from config import RunConfig, TrainSettings, configure_logging
+from config import RunConfig, TrainSettings
 from embeddings.model import shared_embedder
 from hardware import set_torch_threads
 from registry.registry import Registry
@@ -24,6 +24,7 @@ from registry.versions import RegistryError, Version
 from storage.migrate import migrated_engine
 from storage.training_data import NO_ELIGIBLE_REPLIES, TrainingData
 from storage.training_runs import TrainingRuns
+from telemetry.logs import configure_logging
 from trainer.dataset import Split, keep_sides, load_split, to_datasets, without_near_duplicates
 from trainer.evaluate import Verdict, eval_loss, gate
 from trainer.finetune import TrainerError, load_base, saved_adapter, train, wrap_for_training
@@ -41,7 +42,7 @@ def run_training(database_url: str, run_id: int) -> str:
     runs = TrainingRuns(engine)
     try:
         config = _claimed_config(runs, run_id)
-        configure_logging(config.log_level)
+        configure_logging(config.log_level, config.log_format)
         registry = Registry.from_settings(config, engine)
         embedder, error = shared_embedder(config.embeddings_dir)
         if embedder is None:

@@ -17,6 +17,7 @@ from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings
+from telemetry.metrics import RATE_LIMITED
 from web import admin, chat, training
 from web.errors import error_response
 
@@ -42,6 +43,7 @@ def init_limits(app: Flask, settings: Settings) -> Limiter:
 
 def _rate_limited(limiter: Limiter, error: RateLimitExceeded):
     """429 rate_limited, with the seconds until the breached window resets in Retry-After."""
+    RATE_LIMITED.inc()
     breached = limiter.current_limit
     wait = max(1, math.ceil(breached.reset_at - time.time())) if breached else 60
     return error_response(429, "rate_limited", f"Too many requests from this address (the limit is "

@@ -53,8 +53,9 @@ def _errors(*statuses: int) -> dict:
 ERRORS = {
     400: ("Invalid request: invalid_json, invalid_field, unknown_field, empty_message, message_too_long, "
           "conversation_too_long (for the model's context).", ()),
-    401: ("unauthorized: a wrong or missing admin token.", ("WWW-Authenticate",)),
-    403: ("admin_disabled: no ADMIN_TOKEN is set on the server; memory_disabled: MEMORY_ENABLED=0.", ()),
+    401: ("unauthorized: a wrong or missing admin token (metrics token on /metrics).", ("WWW-Authenticate",)),
+    403: ("admin_disabled: no ADMIN_TOKEN is set on the server; metrics_disabled: no METRICS_TOKEN; "
+          "memory_disabled: MEMORY_ENABLED=0.", ()),
     404: ("session_not_found, memory_not_found, or model_not_found for a version.", ()),
     409: ("role_mismatch or memory_mismatch (chat), or training_running (training).", ()),
     410: ("session_deleted: the conversation was erased; memory_forgotten: the memory id was forgotten.", ()),
@@ -248,6 +249,12 @@ def document(max_chars: int) -> dict:
         )},
         "/health/db": {"get": _operation("health.database", "Engine, reachable, writable, persistent.", database)},
         "/health/db/tables": {"get": _operation("health.tables", "The database check and its tables.", database)},
+        "/metrics": {"get": _operation(
+            "metrics.metrics",
+            "Prometheus metrics of every worker, in the text format (names and labels: docs/DEPLOY.md).",
+            {"200": {"description": "The metrics.", "content": {"text/plain": {"schema": STRING}}}}, 401, 403,
+            security=[{"metrics": []}],
+        )},
         "/api/stats": {"get": _operation(
             "admin.stats",
             "Totals, training eligibility, training and serving state.",
@@ -343,7 +350,9 @@ def document(max_chars: int) -> dict:
         "info": {"title": "TherapistAI", "version": "1",
                  "description": "Errors are always {\"error\": {\"code\", \"message\"}}; chat errors after "
                                 "validation also carry session_id and message_id. Only a request line too long for "
-                                "the server (414) is answered before the app, in HTML."},
+                                "the server (414) is answered before the app, in HTML. Every answer from the app "
+                                "carries X-Request-ID: the request's own when it was 1 to 128 characters of "
+                                "A-Z a-z 0-9 . _ -, else a new one."},
         "paths": paths,
         "components": {
             "schemas": _schemas(max_chars),
@@ -352,7 +361,9 @@ def document(max_chars: int) -> dict:
             "headers": {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": STRING},
                         "WWW-Authenticate": {"description": "Bearer.", "schema": STRING}},
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer",
-                                          "description": "ADMIN_TOKEN, as 'Authorization: Bearer <token>'."}},
+                                          "description": "ADMIN_TOKEN, as 'Authorization: Bearer <token>'."},
+                                "metrics": {"type": "http", "scheme": "bearer",
+                                            "description": "METRICS_TOKEN, as 'Authorization: Bearer <token>'."}},
         },
     }
 

@@ -25,6 +25,7 @@ from assistant.safety import labelled, patterns
 from assistant.safety.patterns import HIGH, MEDIUM, NONE
 from assistant.safety.semantic import LinearClassifier
 from embeddings.model import shared_embedder
+from telemetry.metrics import SCREENING_DURATION, SCREENING_VERDICTS
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ PREFIX_MIN_WORDS = 15  # a stream holds text until then: on shorter prefixes the
 WINDOW_WORDS = 50  # the text before a new piece that is screened with it
 PIECE_WORDS = 60  # a release longer than this is screened in pieces of whole sentences of about this length
 SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n+")
+MESSAGE_SCREENING, REPLY_SCREENING = SCREENING_DURATION.labels("message"), SCREENING_DURATION.labels("reply")
 
 
 def levels(probabilities: np.ndarray, high_at: float | None = None, medium_at: float | None = None) -> np.ndarray:
@@ -111,7 +113,14 @@ class Screener:
                 "semantic_error": self.semantic_error}
 
     def screen(self, text: str, context: list[str] | tuple[str, ...] = ()) -> Screening:
-        """The risk of a user message, given the same user's earlier messages (oldest first)."""
+        """The risk of a user message, given the same user's earlier messages (oldest first); timed and counted."""
+        with MESSAGE_SCREENING.time():
+            found = self._screen(text, context)
+        SCREENING_VERDICTS.labels(found.risk_level, found.layer or "none").inc()
+        return found
+
+    def _screen(self, text: str, context: list[str] | tuple[str, ...]) -> Screening:
+        """The risk of a user message, given the same user's earlier messages."""
         found = Screening(patterns.risk_level(text), "patterns")
         if self.messages is None or found.risk_level == HIGH:
             return found if found.risk_level != NONE else Screening(NONE)
@@ -174,6 +183,11 @@ class Screener:
     def unsafe_windows(self, windows: list[str], ended: bool) -> bool:
         """Whether any window of a reply (new text with the words before it) is unsafe by the patterns or, when
         loaded, the semantic layer, in one call; ``ended``: the last window reaches the reply's end."""
+        with REPLY_SCREENING.time():
+            return self._unsafe_windows(windows, ended)
+
+    def _unsafe_windows(self, windows: list[str], ended: bool) -> bool:
+        """unsafe_windows, untimed."""
         if any(patterns.unsafe_reply(w) for w in windows):
             return True
         least = REPLY_MIN_WORDS if ended else PREFIX_MIN_WORDS
