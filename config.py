@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 from telemetry.logs import configure_logging
 
 DEFAULT_DATABASE_URL = "sqlite:///data/ai_training_data.db"
+REPLY_TOKENS = 256  # a local reply's length cap, served and read in held-out evaluation alike
 
 
 class ConfigError(ValueError):
@@ -120,7 +121,7 @@ class TrainSettings:
                                    minimum=0.01, maximum=0.5)
     eval_replies: int = setting("TRAIN_EVAL_REPLIES", 16, "held-out prompts each version answers, to be read beside "
                                 "Groq's", minimum=1)
-    eval_max_new_tokens: int = setting("TRAIN_EVAL_MAX_NEW_TOKENS", 256, "length cap of each held-out reply; "
+    eval_max_new_tokens: int = setting("TRAIN_EVAL_MAX_NEW_TOKENS", REPLY_TOKENS, "length cap of each held-out reply; "
                                        "serving's default, so a version is read as it would be served", minimum=1)
     similarity_margin: float = setting("TRAIN_SIMILARITY_MARGIN", 0.05, "how far the candidate's similarity to "
                                        "Groq's replies may fall below the active version's", minimum=0, maximum=1)
@@ -138,7 +139,7 @@ class LocalSettings:
                              "answers instead", minimum=0.1)
     poll_seconds: float = setting("MODEL_POLL_SECONDS", 30.0, "how often each worker looks for a newly activated "
                                   "version", minimum=0.1)
-    max_new_tokens: int = setting("LOCAL_MAX_NEW_TOKENS", 256, "local reply length cap", minimum=1)
+    max_new_tokens: int = setting("LOCAL_MAX_NEW_TOKENS", REPLY_TOKENS, "local reply length cap", minimum=1)
     temperature: float = setting("LOCAL_TEMPERATURE", 0.7, "sampling temperature; 0 picks the likeliest token every "
                                  "time", minimum=0, maximum=5)
     top_p: float = setting("LOCAL_TOP_P", 0.9, "nucleus sampling", minimum=0.01, maximum=1)

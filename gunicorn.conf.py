@@ -35,7 +35,9 @@ loglevel = _settings.log_level.lower()
 
 
 # With metrics on, every worker keeps its counts in one folder, so that a scrape of any worker adds them all up.
-_metrics_dir = multiprocess.prepare(_settings.prometheus_multiproc_dir) if _settings.metrics_token else None
+# A folder named without METRICS_TOKEN is prepared too: prometheus_client writes there whenever it is set.
+_metrics_dir = (multiprocess.prepare(_settings.prometheus_multiproc_dir)
+                if _settings.metrics_token or _settings.prometheus_multiproc_dir else None)
 
 
 def on_starting(server):

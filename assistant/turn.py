@@ -18,6 +18,7 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import copy_context
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -121,7 +122,8 @@ class Turns:
                                              self.settings.history_turns)
         messages = [{"role": "system", "content": system}, *({"role": a, "content": t} for a, t in history),
                     {"role": "user", "content": answering.message}]
-        return self._pool.submit(self.crisis_model.complete, messages)
+        # copy_context: the call's log lines carry the request's id
+        return self._pool.submit(copy_context().run, self.crisis_model.complete, messages)
 
 
 class Answering:

@@ -213,11 +213,11 @@ def main() -> None:
             with gunicorn(env, app="bench.bare_app:app") as bare_url, gunicorn(metered) as chat_url, \
                     gunicorn(unmetered) as unmetered_url, gunicorn(no_model) as patterns_url, \
                     litellm_proxy(groq_url, tmp) as (litellm_url, key):
-                for _ in range(args.rounds):
+                for round_ in range(args.rounds):
                     results["bare"].append(measure(bare_url, args.clients, args.requests, args.warmup))
-                    results["chat"].append(measure(chat_url, args.clients, args.requests, args.warmup))
-                    results["chat_metrics_off"].append(measure(unmetered_url, args.clients, args.requests,
-                                                               args.warmup))
+                    metrics_on_off = [("chat", chat_url), ("chat_metrics_off", unmetered_url)]
+                    for name, url in metrics_on_off[::-1] if round_ % 2 else metrics_on_off:  # each first in turn
+                        results[name].append(measure(url, args.clients, args.requests, args.warmup))
                     results["chat_patterns_only"].append(
                         measure(patterns_url, args.clients, args.requests, args.warmup))
                     results["litellm"].append(measure(litellm_url, args.clients, args.requests, args.warmup,

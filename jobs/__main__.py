@@ -14,7 +14,7 @@ import sys
 
 from config import Settings, cli_settings
 from jobs.policy import Policy
-from jobs.supervisor import Supervisor
+from jobs.supervisor import Supervisor, TrainingBusy, TrainingRefused
 from jobs.trigger import POLL_SECONDS, Trigger
 from registry.registry import Registry
 from registry.versions import RegistryError
@@ -47,15 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_train(settings: Settings, args) -> int:
     """Claim a run and supervise its training process here, in the foreground; its exit code is ours."""
-    engine = migrated_engine(settings.database_url)
-    refusal = Policy(settings, engine).refusal(args.force)
-    if refusal:
-        print(f"error: {refusal}", file=sys.stderr)
-        return 2
-    supervisor = Supervisor(settings, engine)
-    run_id = supervisor.claim(args.trigger, args.from_base)
-    if run_id is None:
-        print("error: A training run is already in progress.", file=sys.stderr)
+    supervisor = Supervisor(settings, migrated_engine(settings.database_url))
+    try:
+        run_id = supervisor.claim_asked(args.force, args.from_base, args.trigger)
+    except (TrainingRefused, TrainingBusy) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     code = supervisor.supervise(run_id)

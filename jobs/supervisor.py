@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from config import RunConfig, Settings
+from jobs.policy import Policy
 from storage.leases import Leases
 from storage.training_runs import FINISHED, TrainingRuns
 from telemetry import multiprocess
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 LEASE_TTL = 60.0  # a holder that has not renewed for this long is presumed dead
 HEARTBEAT = 10.0
+BUSY = "A training run is already in progress."
 # A run's child closes its record, then exits; its supervisor releases the lease after that (torch's
 # teardown, the log relay): up to a few seconds in which the lease is held but no run is running.
 SETTLE_S, SETTLE_POLL_S = 10.0, 0.1
@@ -46,12 +48,17 @@ class TrainingBusy(RuntimeError):
     """Another process holds the training lease."""
 
 
+class TrainingRefused(RuntimeError):
+    """A run asked for by hand would have nothing, or (unless forced) too little, to learn from."""
+
+
 class Supervisor:
     """Claims runs under the training lease and watches their child processes."""
 
     def __init__(self, settings: Settings, engine: Engine, heartbeat: float = HEARTBEAT, lease_ttl: float = LEASE_TTL):
         self.settings = settings
         self.runs, self.leases = TrainingRuns(engine), Leases(engine)
+        self.policy = Policy(settings, engine)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.heartbeat, self.lease_ttl = heartbeat, lease_ttl
         self._child: subprocess.Popen | None = None
@@ -69,6 +76,17 @@ class Supervisor:
             self.leases.release(self.holder)
             raise
 
+    def claim_asked(self, force: bool, from_base: bool, trigger: str = "manual") -> int:
+        """A run asked for by hand (`python -m trainer train`): the policy's check unless forced, then the claim;
+        raises TrainingRefused or TrainingBusy with the sentence to show."""
+        refusal = self.policy.refusal(force)
+        if refusal:
+            raise TrainingRefused(refusal)
+        run_id = self.claim(trigger, from_base)
+        if run_id is None:
+            raise TrainingBusy(BUSY)
+        return run_id
+
     def start_now(self, trigger: str = "admin", from_base: bool = False) -> int:
         """Start a run at once, whatever the count, supervised by a new thread; raises TrainingBusy.
 
@@ -78,7 +96,7 @@ class Supervisor:
         deadline = time.monotonic() + SETTLE_S
         while (run_id := self.claim(trigger, from_base)) is None:
             if self.runs.running() is not None or time.monotonic() > deadline:
-                raise TrainingBusy("A training run is already in progress.")
+                raise TrainingBusy(BUSY)
             time.sleep(SETTLE_POLL_S)
         log.info("Training started by %s: run %s", trigger, run_id)
         threading.Thread(target=self.supervise, args=(run_id,), name=f"training-run-{run_id}", daemon=True).start()
@@ -124,6 +142,7 @@ class Supervisor:
         for stale in self.runs.fail_all_running("The process supervising this run stopped "
                                                 "(its training lease expired)."):
             log.warning("Training run %s was left behind by a stopped process: marked failed", stale)
+            self._count(stale)  # its supervisor could not count it
         return True
 
     def _spawn(self, run_id: int) -> subprocess.Popen:

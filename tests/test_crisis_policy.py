@@ -2,12 +2,14 @@
 reply as fallback, never the local model, and the safety judge agreeing, disagreeing, late or unreadable."""
 
 import json
+import logging
 
 import pytest
 
 from assistant.safety.judge import POLICY, parse_level
 from assistant.safety.resources import language
 from assistant.turn import CRISIS_PROTOCOL
+from telemetry.logs import use_format
 from tests.conftest import CHAT_MODEL, JUDGE_MODEL, save_version, sse_events, stored
 from tests.fakes.groq_server import Behaviour
 from tests.test_local_ai import loaded_version, local_app, wait_for
@@ -202,3 +204,34 @@ def test_the_safety_report_counts_levels_layers_and_the_judges_agreement(app, cl
     assert [(m["risk_level"], m["risk_layer"], m["judge_level"]) for m in report["recent"]] == [
         ("high", "patterns", "high"), ("none", "judge", "none"), ("medium", "patterns", "medium")]
     assert "jo.smith@example.com" not in report["recent"][0]["text"] and "kill myself" in report["recent"][0]["text"]
+
+
+class KeptLines(logging.Handler):
+    """The lines a process would write, kept."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+def test_the_crisis_calls_and_the_judge_log_with_the_requests_id(make_app, fake_groq):
+    kept = KeptLines()
+    use_format(kept, "json")
+    fake_groq.then_for(CHAT_MODEL, Behaviour(status=500))
+    fake_groq.then_for(JUDGE_MODEL, Behaviour(status=500))
+    logging.getLogger().addHandler(kept)
+    try:
+        body = make_app().test_client().post("/api/chat", json={"message": HIGH_MESSAGE},
+                                             headers={"X-Request-ID": "crisis-7"}).get_json()
+    finally:
+        logging.getLogger().removeHandler(kept)
+
+    lines = [json.loads(line) for line in kept.lines]
+    groq_failed = [line for line in lines if line["message"] == "Groq answered HTTP 500"]
+    assert body["source"] == "safety" and len(groq_failed) == 2  # the crisis reply's call and the judge's
+    assert [line["request_id"] for line in groq_failed] == ["crisis-7", "crisis-7"]
+    assert any(line["message"].startswith("The safety judge did not answer") and line["request_id"] == "crisis-7"
+               for line in lines)

@@ -84,7 +84,9 @@ def test_client_disconnecting_mid_stream_leaves_a_truncated_reply(database_url, 
 
 def test_the_log_never_holds_a_session_id_and_warns_that_limits_count_per_worker(database_url, fake_groq, tmp_path):
     log_path = tmp_path / "gunicorn.log"
-    with gunicorn(server_env(database_url, fake_groq), log_path=log_path) as base_url:
+    # A metrics folder named, not yet made, with metrics off (no METRICS_TOKEN): the workers still serve.
+    env = {**server_env(database_url, fake_groq), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not-yet" / "metrics")}
+    with gunicorn(env, log_path=log_path) as base_url:
         session_id = requests.post(f"{base_url}/api/chat", json={"message": "hello"}, timeout=30).json()["session_id"]
         for method, path in (("get", "/messages"), ("patch", ""), ("delete", "")):
             getattr(requests, method)(f"{base_url}/api/sessions/{session_id}{path}",

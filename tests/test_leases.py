@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from jobs.supervisor import Supervisor
 from storage.leases import Leases
 from storage.migrate import migrated_engine
@@ -55,8 +57,14 @@ def test_a_lease_nobody_renews_expires_and_can_be_taken(database_url):
     assert leases.acquire("third", ttl_s=60)
 
 
+def failed_runs_counted() -> float:
+    """This process's count of failed runs that had not chosen their kind, as /metrics would show it."""
+    return REGISTRY.get_sample_value("therapistai_training_runs_total", {"status": "failed", "kind": "none"}) or 0.0
+
+
 def test_taking_the_lease_closes_runs_a_stopped_holder_left_running(app, settings):
     engine = app.extensions["therapistai"].database.engine
+    counted = failed_runs_counted()
     orphan = TrainingRuns(engine).start("auto", {}).id
     dead = Supervisor(settings, engine, lease_ttl=0.2)
     assert dead.leases.acquire(dead.holder, 0.2)  # a holder that then stopped renewing
@@ -69,6 +77,7 @@ def test_taking_the_lease_closes_runs_a_stopped_holder_left_running(app, setting
     claimed = alive.claim("manual")
     orphaned, current = stored(app, "training_runs")
     assert orphaned["id"] == orphan and orphaned["status"] == "failed" and "lease expired" in orphaned["error"]
+    assert failed_runs_counted() == counted + 1  # by the process that found it, for /metrics
     assert current["id"] == claimed and current["status"] == "running"
     assert dead.claim("auto") is None
     alive.leases.release(alive.holder)

@@ -11,7 +11,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from assistant.prompts import build_messages
 from config import Settings
-from jobs.policy import Policy
 from jobs.supervisor import Supervisor
 from storage.migrate import migrated_engine
 from tests.conftest import TINY_TRAIN_ENV, save_version, stored
@@ -36,22 +35,17 @@ def trainer_cli(*args, env):
 
 
 def train_here(env: dict, force: bool = False, from_base: bool = False) -> str:
-    """What `python -m trainer train [--force] [--from-base]` does, in this process: the policy's check, the
-    claim under the lease, then the run; its outcome. For tests of which run is made and what it keeps, without
-    the command's two interpreters (about 7 s of imports): this file runs the command itself."""
+    """What `python -m trainer train [--force] [--from-base]` does, in this process: the claim it makes
+    (Supervisor.claim_asked), then the run; its outcome. For tests of which run is made and what it keeps,
+    without the command's two interpreters (about 7 s of imports): the command is run in this file and once in
+    test_trainer_incremental."""
     settings = Settings.from_env(env)
     engine = migrated_engine(settings.database_url)
+    supervisor = Supervisor(settings, engine)
     try:
-        refusal = Policy(settings, engine).refusal(force)
-        assert refusal is None, refusal
-        supervisor = Supervisor(settings, engine)
-        run_id = supervisor.claim("manual", from_base)
-        assert run_id is not None, "the training lease is held"
-        try:
-            return run_training(settings.database_url, run_id)
-        finally:
-            supervisor.leases.release(supervisor.holder)
+        return run_training(settings.database_url, supervisor.claim_asked(force, from_base))
     finally:
+        supervisor.leases.release(supervisor.holder)
         engine.dispose()
 
 

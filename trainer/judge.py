@@ -35,7 +35,7 @@ class HeldOutPrompts:
     examples: list[Example]
     screener: Screener
     embedder: object | None  # an embeddings.model.Embedder; None when it did not load (no similarity then)
-    reading: LocalSettings = LocalSettings(temperature=0.0)
+    reading: LocalSettings  # greedy, up to TRAIN_EVAL_MAX_NEW_TOKENS
 
     @classmethod
     def for_run(cls, held_out: list[Example], train: TrainSettings, screener: Screener,

@@ -13,6 +13,7 @@ import re
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextvars import copy_context
 from pathlib import Path
 
 from assistant.completion import ProviderError
@@ -47,7 +48,8 @@ class Judge:
         """Start judging a message now (read the verdict later with ``Verdict.level``); None when the judge is off."""
         if self._pool is None:
             return None
-        return Verdict(self._pool.submit(self._judge, text, context), self.timeout)
+        # copy_context: the judge's log lines carry the request's id
+        return Verdict(self._pool.submit(copy_context().run, self._judge, text, context), self.timeout)
 
     def _judge(self, text: str, context: list[str]) -> str | None:
         """The judge's level, or None when it failed or said something else."""

@@ -74,6 +74,7 @@ class LinearClassifier:
 
 
 def _words(texts: list[str]) -> np.ndarray:
+    """The hashed words of each text, one row per text."""
     return np.stack([_hashed_words(t) for t in texts])
 
 
