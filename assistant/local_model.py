@@ -12,7 +12,6 @@ measures both against plain generate.
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,6 +24,8 @@ from transformers.generation.logits_process import (
 from transformers.utils import logging as hf_logging
 
 from assistant.completion import without_nul
+from assistant.local_batch import Batch
+from assistant.local_decoder import Row
 from config import LocalSettings
 
 ADAPTER_CONFIG = "adapter_config.json"  # peft's: a version that holds a LoRA adapter, not full weights
@@ -32,10 +33,6 @@ ADAPTER_CONFIG = "adapter_config.json"  # peft's: a version that holds a LoRA ad
 
 class PromptTooLong(ValueError):
     """The conversation does not fit the model's context with room for a reply."""
-
-
-class DeadlineExceeded(TimeoutError):
-    """The reply was not finished within LOCAL_TIMEOUT."""
 
 
 class LoadedModel:
@@ -70,38 +67,50 @@ class LoadedModel:
             raise PromptTooLong(f"{ids.shape[1]} prompt tokens leave no room for a reply")
         return ids
 
-    def tokens(self, ids: torch.Tensor, deadline: float) -> Iterator[int]:
-        """Token ids of the reply, one at a time, until end-of-turn or LOCAL_MAX_NEW_TOKENS."""
+    def prefill(self, ids: torch.Tensor):
+        """The prompt through the model alone: its KV cache, and the logits of the reply's first token."""
         cache = DynamicCache(config=self.model.config)
-        seen, step_input = ids, ids
-        for _ in range(self.settings.max_new_tokens):
-            with torch.inference_mode():
-                logits = self.model(input_ids=step_input, past_key_values=cache, use_cache=True,
-                                    logits_to_keep=1).logits[:, -1].float()
-                token = self._pick(seen, logits)
-            if token in self.eos:
-                return
-            yield token
-            if time.monotonic() > deadline:
-                raise DeadlineExceeded()
-            step_input = torch.tensor([[token]])
-            seen = torch.cat([seen, step_input], dim=1)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        return cache, logits[:, -1].float()
+
+    def step(self, tokens: torch.Tensor, cache, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Each row's next logits, from its last token (``tokens`` [rows, 1]) over a left-padded batched cache."""
+        with torch.inference_mode():
+            return self.model(input_ids=tokens, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                              use_cache=True, logits_to_keep=1).logits[:, -1].float()
+
+    def batch(self) -> Batch:
+        """An empty batch of replies decoding on this version."""
+        return Batch(self)
 
     def reply(self, messages: list[dict], deadline: float) -> tuple[str, bool]:
-        """The whole reply, and whether the model ended it (rather than LOCAL_MAX_NEW_TOKENS)."""
-        ids = list(self.tokens(self.prompt(messages), deadline))
-        return self.text(ids), len(ids) < self.settings.max_new_tokens
+        """The whole reply, and whether the model ended it (rather than LOCAL_MAX_NEW_TOKENS), on this thread."""
+        row, batch, ids = Row(self, messages, deadline), self.batch(), []
+        batch.join(row)
+        while True:
+            while not row.items.empty():
+                kind, value = row.items.get()
+                if kind == "error":
+                    raise value
+                if kind == "end":
+                    return self.text(ids), len(ids) < self.settings.max_new_tokens
+                if kind == "token":
+                    ids.append(value)
+            batch.step()
 
     def text(self, token_ids: list[int]) -> str:
         """The reply so far as text."""
         return without_nul(self.tokenizer.decode(token_ids, skip_special_tokens=True))
 
-    def _pick(self, seen: torch.Tensor, logits: torch.Tensor) -> int:
-        """The next token: the likeliest at temperature 0, else sampled from the shaped distribution."""
-        scores = self.sampling(seen, logits)
-        if self.settings.temperature == 0:
-            return int(scores.argmax(dim=-1))
-        return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1))
+    def pick(self, seen: torch.Tensor, logits: torch.Tensor) -> int:
+        """The next token of one reply (``seen``: its ids so far): the likeliest at temperature 0, else sampled
+        from the shaped distribution."""
+        with torch.inference_mode():
+            scores = self.sampling(seen, logits)
+            if self.settings.temperature == 0:
+                return int(scores.argmax(dim=-1))
+            return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1))
 
 
 def load_version(path: Path, base: Callable[[str], torch.nn.Module] | None = None):

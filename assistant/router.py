@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from assistant.completion import Completion, ProviderError, ProviderTimeout, ProviderUnavailable
+from assistant.completion import Completion, ProviderBusy, ProviderError, ProviderTimeout, ProviderUnavailable
 
 log = logging.getLogger(__name__)
 
 # The reason stored with a reply Groq gave in the local model's place.
-FALLBACK_REASONS = {ProviderUnavailable: "local_unavailable", ProviderTimeout: "local_timeout"}
+FALLBACK_REASONS = {ProviderUnavailable: "local_unavailable", ProviderTimeout: "local_timeout",
+                    ProviderBusy: "local_busy"}
 
 
 class Router:

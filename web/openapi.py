@@ -99,7 +99,7 @@ def _schemas(max_chars: int) -> dict:
         "reply": STRING, "session_id": session_id, "message_id": ID,
         "source": {"enum": ["groq", "local", "safety"]}, "model": STRING,
         "risk_level": RISK_LEVEL,
-        "fallback": {"type": ["string", "null"], "pattern": "^(local_(unavailable|timeout|error)|crisis_[a-z_]+)$",
+        "fallback": {"type": ["string", "null"], "pattern": "^(local_(unavailable|timeout|error|busy)|crisis_[a-z_]+)$",
                      "description": "Why the local model did not answer (Groq did), or why the fixed crisis reply "
                                     "answered instead of Groq (crisis_timeout, crisis_<error code>)."},
         "status": {"enum": ["ok", "blocked"]},
