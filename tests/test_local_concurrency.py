@@ -1,0 +1,95 @@
+"""USE_LOCAL_AI=1 under real gunicorn (one worker, so one batch): concurrent chats each get their own reply, a
+client that leaves frees its place in the batch, and past the queue's bound Groq answers with local_busy."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.conftest import ADMIN_TOKEN, NO_LIMIT, save_version
+from tests.fakes.groq_server import Behaviour
+from tests.servers import gunicorn
+from tests.test_local_ai import wait_for
+
+WORRIES = ["I cannot sleep at night", "My exams start tomorrow and I feel sick", "hello there",
+           "Work has been heavy this week and my manager keeps adding more", "I argued with my sister",
+           "Nothing helps", "What can I do when I panic on the bus?", "thanks for listening"]
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def local_env(settings, fake_groq, **local) -> dict:
+    """One worker answering with the tiny model, greedy, in fp32 (int8's arithmetic depends on the batch:
+    tests/test_local_batching.py bounds that), plus ``local`` LOCAL_* flags."""
+    return {"DATABASE_URL": settings.database_url, "MODEL_DIR": settings.model_dir, "GROQ_API_KEY": "test-key",
+            "GROQ_BASE_URL": fake_groq.base_url, "GROQ_MAX_RETRIES": "0", "ADMIN_TOKEN": ADMIN_TOKEN,
+            "CHAT_RATE_LIMIT": NO_LIMIT, "WEB_CONCURRENCY": "1", "USE_LOCAL_AI": "1", "LOCAL_THREADS": "1",
+            "LOCAL_TEMPERATURE": "0", "LOCAL_QUANTIZE": "0", **{f"LOCAL_{k.upper()}": str(v) for k, v in local.items()}}
+
+
+def ready(base_url):
+    wait_for(lambda: requests.get(f"{base_url}/health/ready", timeout=5).status_code == 200, timeout=60)
+
+
+def chat(base_url, message):
+    return requests.post(f"{base_url}/api/chat", json={"message": message}, timeout=60).json()
+
+
+def batching(base_url):
+    return requests.get(f"{base_url}/api/stats", headers=ADMIN, timeout=10).json()["local_model"]["batching"]
+
+
+def test_eight_concurrent_chats_each_get_the_reply_they_get_alone(settings, fake_groq, tiny_model_dir):
+    save_version(settings, tiny_model_dir)
+    with gunicorn(local_env(settings, fake_groq, max_new_tokens=48)) as base_url:
+        ready(base_url)
+        with ThreadPoolExecutor(max_workers=len(WORRIES)) as pool:
+            together = list(pool.map(lambda m: chat(base_url, m), WORRIES))
+        alone = [chat(base_url, m) for m in WORRIES]
+        stats = batching(base_url)
+
+    assert [r["source"] for r in together] == ["local"] * len(WORRIES)
+    assert len({r["reply"] for r in alone}) == len(WORRIES)  # distinct replies, so cross-talk would show
+    assert [r["reply"] for r in together] == [r["reply"] for r in alone]
+    assert not fake_groq.received
+    assert stats["running"] == stats["waiting"] == 0 and stats["max_batch"] == 8
+
+
+@pytest.fixture
+def one_place(settings, fake_groq, tiny_model_dir):
+    """A server whose batch holds one reply and no queue, and whose replies run long (1,700 tokens, with a prompt of about 270)."""
+    save_version(settings, tiny_model_dir)
+    fake_groq.default = Behaviour(text="From Groq.")
+    with gunicorn(local_env(settings, fake_groq, max_batch=1, max_queue=0, max_new_tokens=1700,
+                            timeout=600)) as base_url:
+        ready(base_url)
+        yield base_url
+
+
+def open_stream(base_url, message="hello"):
+    """A streamed chat, read up to its first chunk (the reply has its first token and its place)."""
+    response = requests.post(f"{base_url}/api/chat", json={"message": message, "stream": True}, stream=True,
+                             timeout=60)
+    next(response.iter_content(chunk_size=None))
+    return response
+
+
+def test_a_client_that_leaves_frees_its_place_for_the_next_reply(one_place):
+    leaving = open_stream(one_place)
+    leaving.close()  # the socket goes away mid-reply
+
+    wait_for(lambda: batching(one_place)["left_early"] == 1)
+    answer = chat(one_place, "are you there")
+
+    assert batching(one_place)["running"] == 0
+    assert (answer["source"], answer["fallback"]) == ("local", None)
+
+
+def test_past_the_queue_bound_groq_answers_with_local_busy(one_place, fake_groq):
+    holding = open_stream(one_place)
+    try:
+        answer = chat(one_place, "are you there")
+    finally:
+        holding.close()
+
+    assert (answer["source"], answer["reply"], answer["fallback"]) == ("groq", "From Groq.", "local_busy")
+    assert len(fake_groq.received) == 1
