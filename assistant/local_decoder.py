@@ -176,17 +176,16 @@ class Decoder:
 
     def _step(self) -> None:
         """One step of every batch; batches left empty are dropped (a swapped-out version with them)."""
-        rows = sum(len(batch.rows) for batch in self._batches.values())
-        if rows:
-            self.steps_by_size[rows] += 1
-        left = 0
+        before = [row for batch in self._batches.values() for row in batch.rows]
+        left = sum(row.cancelled.is_set() for row in before)  # they leave before the step
         for key, batch in list(self._batches.items()):
-            left += sum(row.cancelled.is_set() for row in batch.rows)
             batch.step()
             if not batch.rows:
                 del self._batches[key]
         rows = [row for batch in self._batches.values() for row in batch.rows]
         with self._changed:
+            if len(before) > left:
+                self.steps_by_size[len(before) - left] += 1
             self.left_early += left
             self._running, self._running_users = len(rows), sum(not row.background for row in rows)
 

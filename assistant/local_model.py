@@ -1,13 +1,14 @@
-"""A saved model version in memory, and the token-by-token loop that answers with it.
+"""A saved model version in memory: its prompt, prefill, batched step and token choice, which
+assistant.local_batch runs for every reply under way.
 
-Imports torch: only the local provider's loader thread imports this module, so the
+Imports torch: only the local provider's torch thread imports this module, so the
 chat service runs without the training packages while USE_LOCAL_AI is off.
 
-Why not ``model.generate``: at batch size one on a CPU each decoded token costs a
-pass over every weight, so the loop is memory-bound. Int8 weights (dynamic
-quantisation of the linear layers) read a quarter of the bytes; a bare loop over
-the KV cache skips generate's per-step bookkeeping. bench/local_generate.py
-measures both against plain generate.
+Why not ``model.generate``: on a CPU each decoded step costs a pass over every weight,
+so decoding is memory-bound. Int8 weights (dynamic quantisation of the linear layers)
+read a quarter of the bytes; a bare loop over the KV cache skips generate's per-step
+bookkeeping (1.67x generate's tokens/s, docs/BENCHMARKS.md); one step for all the
+replies under way shares the pass between them (bench/local_generate.py).
 """
 
 from __future__ import annotations

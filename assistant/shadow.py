@@ -31,7 +31,8 @@ class Shadow:
         self.screener, self.embedder, self.store = screener, embedder, store
 
     def offer(self, turn: Turn, reply_id: int, messages: list[dict], groq: str) -> bool:
-        """Maybe answer this turn again in the background; True when a shadow reply was started."""
+        """Maybe answer this turn again in the background; True when a shadow reply was asked for (it is dropped
+        when it cannot start at once)."""
         if self.local is None or not turn.consent or random.random() >= self.rate:
             return False
         threading.Thread(target=self._answer, args=(turn, reply_id, messages, groq), name="shadow-reply",
