@@ -29,6 +29,11 @@ from assistant.local_batch import Batch
 from assistant.local_decoder import Row
 from config import LocalSettings
 
+# The likeliest tokens searched first for the nucleus (top-p). Sorting all 49,152 scores of SmolLM2's vocabulary
+# cost 4 ms per reply per step, and drawing from them 1 ms, against 39 ms for one batched forward of 8 replies
+# (one torch thread): sampling 8 rows took longer than the step itself. Among the candidates, a pick whose nucleus
+# holds 14 tokens took 0.36 ms against 5.7 ms through the warper (repetition penalty and temperature included).
+NUCLEUS_CANDIDATES = 256
 ADAPTER_CONFIG = "adapter_config.json"  # peft's: a version that holds a LoRA adapter, not full weights
 
 
@@ -52,7 +57,8 @@ class LoadedModel:
         if settings.repetition_penalty != 1.0:
             self.sampling.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
         if settings.temperature > 0:
-            self.sampling += [TemperatureLogitsWarper(settings.temperature), TopPLogitsWarper(settings.top_p)]
+            self.sampling.append(TemperatureLogitsWarper(settings.temperature))
+        self.top_p = TopPLogitsWarper(settings.top_p)
 
     @classmethod
     def load(cls, version: str, path: Path, settings: LocalSettings) -> "LoadedModel":
@@ -111,7 +117,21 @@ class LoadedModel:
             scores = self.sampling(seen, logits)
             if self.settings.temperature == 0:
                 return int(scores.argmax(dim=-1))
-            return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1))
+            ids, weights = self.nucleus(scores)
+            return int(ids[torch.multinomial(weights, num_samples=1)])
+
+    def nucleus(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens top-p sampling draws from, and their weights: the smallest set of likeliest tokens that
+        holds LOCAL_TOP_P of the probability, as transformers' TopPLogitsWarper keeps. Looked for among the
+        NUCLEUS_CANDIDATES likeliest first; a flatter distribution than that goes through the warper whole."""
+        probs = torch.softmax(scores[0], dim=-1)
+        top, ids = probs.topk(min(NUCLEUS_CANDIDATES, probs.numel()))
+        if top.sum() >= self.settings.top_p:  # every token past the candidates has at least top_p above it
+            keep = top.cumsum(0) - top < self.settings.top_p  # the probability of the likelier tokens
+            return ids[keep], top[keep]
+        shaped = torch.softmax(self.top_p(None, scores), dim=-1)[0]
+        ids = shaped.nonzero()[:, 0]
+        return ids, shaped[ids]
 
 
 def load_version(path: Path, base: Callable[[str], torch.nn.Module] | None = None):

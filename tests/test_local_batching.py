@@ -157,3 +157,21 @@ def test_a_user_reply_takes_the_place_of_a_shadow_reply(long_loaded):
         assert last_kind == "error" and isinstance(last, ProviderBusy)
     finally:
         decoder.close()
+
+
+@pytest.mark.parametrize("spread", [4.0, 1.0])  # a peaked distribution (the nucleus among the candidates), a flat one
+def test_top_p_draws_from_the_tokens_transformers_keeps(settings, tiny_model_dir, spread):
+    import torch
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    from assistant.local_model import NUCLEUS_CANDIDATES, LoadedModel
+
+    loaded = LoadedModel.load("tiny", tiny_model_dir, replace(settings.local, temperature=0.7, top_p=0.9))
+    scores = torch.randn(1, 4 * NUCLEUS_CANDIDATES, generator=torch.Generator().manual_seed(1)) * spread
+
+    ids, weights = loaded.nucleus(scores)
+
+    kept = torch.isfinite(TopPLogitsWarper(0.9)(None, scores.clone()))[0].nonzero()[:, 0]
+    assert sorted(ids.tolist()) == kept.tolist()
+    assert torch.allclose(weights / weights.sum(), torch.softmax(scores[0, ids], dim=-1), atol=1e-6)
+    assert (len(ids) < NUCLEUS_CANDIDATES) == (spread == 4.0)  # both ways are taken
