@@ -61,8 +61,9 @@ ERRORS = {
     413: ("body_too_large: the body is over 64 KB.", ()),
     429: ("rate_limited: over CHAT_RATE_LIMIT, or ADMIN_RATE_LIMIT refused admin calls.", ("Retry-After",)),
     502: ("upstream_error: the model failed.", ()),
-    503: ("database_unavailable (Retry-After: 5), assistant_unavailable, upstream_rate_limited or "
-          "model_store_unavailable.", ("Retry-After",)),
+    503: ("database_unavailable (Retry-After: 5), assistant_unavailable, upstream_rate_limited, "
+          "model_store_unavailable or assistant_busy (trying a version while LOCAL_MAX_QUEUE tries wait).",
+          ("Retry-After",)),
     504: ("upstream_timeout: the model did not answer in time.", ()),
 }
 ADMIN = (401, 403, 429, 503)
