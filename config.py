@@ -149,6 +149,10 @@ class LocalSettings:
                              "docs/BENCHMARKS.md); 0 keeps fp32")
     threads: int = setting("LOCAL_THREADS", 0, "torch threads for local replies; 0: the container's CPU quota",
                            minimum=0)
+    max_batch: int = setting("LOCAL_MAX_BATCH", 8, "replies a worker decodes at once (one batched step for all); "
+                             "more wait", minimum=1)
+    max_queue: int = setting("LOCAL_MAX_QUEUE", 16, "replies waiting for a place in the batch; past it Groq answers "
+                             "(fallback local_busy)", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,12 @@ class ProviderRateLimited(ProviderError):
     code = "upstream_rate_limited"
 
 
+class ProviderBusy(ProviderError):
+    """The provider has more replies under way and waiting than it takes on."""
+
+    code = "assistant_busy"
+
+
 class ProviderTimeout(ProviderError):
     """The provider did not answer in time."""
 

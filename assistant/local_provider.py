@@ -8,30 +8,27 @@ with. Until a version is loaded, or when anything goes wrong, the methods raise 
 ProviderError and the router asks Groq instead.
 
 All torch work (loading and generating) runs on one long-lived thread per
-process. Torch's CPU thread pool is per calling thread: generating from several
-request threads in turn slowed every reply by more than half on two cores
-(45 -> 19 tokens/s, measured on SmolLM2-135M's shape). Requests queue for that
-thread; LOCAL_TIMEOUT bounds the wait, and a reply that cannot start in time
-falls back to Groq.
+process, which decodes every reply under way in one batch (assistant.local_decoder).
+LOCAL_TIMEOUT bounds a reply, its wait for a place included; a reply that finds the
+queue full or cannot start in time falls back to Groq (ProviderBusy).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 from assistant.completion import (
-    Completion, ProviderError, ProviderFailed, ProviderPromptTooLong, ProviderTimeout, ProviderUnavailable,
+    Completion, ProviderBusy, ProviderError, ProviderFailed, ProviderPromptTooLong, ProviderTimeout,
+    ProviderUnavailable,
 )
+from assistant.local_decoder import Decoder, Row
 from config import LocalSettings
 from registry.registry import Registry
 from registry.versions import RegistryError
-from telemetry.metrics import LOCAL_BATCH_SIZE, LOCAL_QUEUE_DEPTH, LOCAL_TOKENS
 
 log = logging.getLogger(__name__)
 RETRY_FAILED_S = 300.0  # a version that failed to load is tried again after this long, not at every poll
@@ -50,7 +47,7 @@ class LocalProvider:
         self.load_error: str | None = None
         self._failed: tuple[str, float] | None = None  # the version that failed to load, and when
         self._settled = threading.Event()  # the first look for the active version has ended, however it went
-        self._torch = torch_thread("local-model", nice)
+        self._decoder = Decoder("local-model", settings.max_batch, settings.max_queue, nice)
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="local-model-watcher", daemon=True)
         self._watcher.start()
@@ -58,38 +55,27 @@ class LocalProvider:
     def status(self) -> dict:
         """What this process serves, for /api/stats."""
         loaded = self.loaded
-        return {"loaded_version": loaded.version if loaded else None, "load_error": self.load_error}
+        return {"loaded_version": loaded.version if loaded else None, "load_error": self.load_error,
+                "batching": self._decoder.status()}
 
     def ready(self) -> bool:
         """True once this process serves the active version, has given up on it, or none is active."""
         return self._settled.is_set() or self.registry.active_name() is None
 
-    def complete(self, messages: list[dict]) -> Completion:
-        """The whole reply; LOCAL_TIMEOUT bounds the wait for a turn and the generation."""
-        stream = self.stream(messages)
-        try:
-            for _ in stream:
-                pass
-        finally:
-            stream.close()
-        return stream.completion
+    def complete(self, messages: list[dict], background: bool = False) -> Completion:
+        """The whole reply; LOCAL_TIMEOUT bounds the wait for a place and the generation."""
+        return self.stream(messages, background).whole()
 
-    def stream(self, messages: list[dict]) -> "LocalStream":
-        """Start a reply and wait for its first token, so that failures up to then can still fall back."""
+    def stream(self, messages: list[dict], background: bool = False) -> "LocalStream":
+        """Start a reply and wait for its first token, so that failures up to then can still fall back.
+        ``background`` (shadow traffic): the reply yields its place to users' replies."""
         started = time.monotonic()
         loaded = self.loaded
         if loaded is None:
             raise ProviderUnavailable(f"No local model is loaded ({self.load_error or 'no active version'}).")
-        stream = LocalStream(loaded, Completion(text="", model=loaded.version, source=self.source), started,
-                             started + self.settings.timeout)
-        LOCAL_QUEUE_DEPTH.inc()  # until the torch thread takes the request
-        self._torch.submit(_generate, loaded, messages, stream.deadline, stream.items, stream.cancelled)
-        try:
-            stream.start()
-        except BaseException:
-            stream.close()
-            raise
-        return stream
+        row = self._decoder.submit(Row(loaded, messages, started + self.settings.timeout, background))
+        return LocalStream(self._decoder, row, Completion(text="", model=loaded.version, source=self.source),
+                           started).start()
 
     def refresh(self) -> None:
         """Load the active version if it is not the one in memory; drop the model when none is active."""
@@ -104,7 +90,7 @@ class LocalProvider:
             return
         started = time.monotonic()
         try:
-            self.loaded = self._torch.submit(fetch_and_load, self.registry, name, self.settings).result()
+            self.loaded = self._decoder.call(fetch_and_load, self.registry, name, self.settings).result()
         except Exception as e:  # a damaged, missing or unreadable version must not take the worker down
             self._failed, self.load_error = (name, time.monotonic()), f"{name}: {type(e).__name__}: {e}"[:500]
             log.error("Local model %s could not be loaded, replies fall back to Groq: %s", name, self.load_error)
@@ -120,7 +106,7 @@ class LocalProvider:
     def close(self) -> None:
         """Stop watching for new versions and let the torch thread end."""
         self._stop.set()
-        self._torch.shutdown(wait=False, cancel_futures=True)
+        self._decoder.close()
 
     def _watch(self) -> None:
         """Refresh now and then every MODEL_POLL_SECONDS, until closed."""
@@ -136,23 +122,34 @@ class LocalProvider:
 class LocalStream:
     """Iterate for text deltas; ``completion`` holds the text and counts so far."""
 
-    def __init__(self, loaded, completion: Completion, started: float, deadline: float):
-        self.loaded = loaded
-        self.completion = completion
-        self.started, self.deadline = started, deadline
-        self.items: queue.Queue = queue.Queue()  # (kind, value) from the torch thread
-        self.cancelled = threading.Event()
+    def __init__(self, decoder: Decoder, row: Row, completion: Completion, started: float):
+        self.decoder, self.row, self.loaded = decoder, row, row.loaded
+        self.completion, self.started = completion, started
         self._ids: list[int] = []
         self._first: list[int] = []
         self._ended = False
 
-    def start(self) -> None:
-        """Wait for the prompt's length and the first token (or the end)."""
-        kind, value = self._next()
-        self.completion.prompt_tokens = value
-        kind, value = self._next()
+    def start(self) -> "LocalStream":
+        """Wait for the prompt's length and the first token (or the end); closed again if that fails."""
+        try:
+            kind, value = self._next()
+            self.completion.prompt_tokens = value
+            kind, value = self._next()
+        except BaseException:
+            self.close()
+            raise
         self._first = [value] if kind == "token" else []
         self._ended = kind == "end"
+        return self
+
+    def whole(self) -> Completion:
+        """Read the reply to its end."""
+        try:
+            for _ in self:
+                pass
+        finally:
+            self.close()
+        return self.completion
 
     def __iter__(self) -> Iterator[str]:
         for token in self._tokens():
@@ -167,8 +164,8 @@ class LocalStream:
         self.close()
 
     def close(self) -> None:
-        """Stop generating (the client may have left) and note the counts."""
-        self.cancelled.set()
+        """Stop generating (the client may have left): the row leaves the batch at the next step. Note the counts."""
+        self.decoder.withdraw(self.row)
         self.completion.completion_tokens = len(self._ids)
         self.completion.latency_ms = self.completion.latency_ms or round((time.monotonic() - self.started) * 1000)
 
@@ -183,23 +180,14 @@ class LocalStream:
     def _next(self) -> tuple[str, object]:
         """The next item from the torch thread, or the provider error it stands for."""
         try:
-            kind, value = self.items.get(timeout=max(0.0, self.deadline - time.monotonic()))
+            kind, value = self.row.items.get(timeout=max(0.0, self.row.deadline - time.monotonic()))
         except queue.Empty:
+            if self.decoder.withdraw(self.row):
+                raise ProviderBusy("The local model had no place for this reply within LOCAL_TIMEOUT.") from None
             raise ProviderTimeout("The local model did not answer within LOCAL_TIMEOUT.") from None
         if kind == "error":
-            raise value
+            raise provider_error(value)
         return kind, value
-
-
-def torch_thread(name: str, nice: int = 0) -> ThreadPoolExecutor:
-    """The one thread that runs all of an owner's torch work (loading and generating), at niceness ``nice``."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=_be_nice, initargs=(nice,))
-
-
-def _be_nice(nice: int) -> None:
-    """Lower this thread's CPU priority by ``nice``."""
-    if nice:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 def fetch_and_load(registry: Registry, name: str, settings: LocalSettings):
@@ -216,29 +204,13 @@ def fetch_and_load(registry: Registry, name: str, settings: LocalSettings):
     return LoadedModel.load(name, path, settings)
 
 
-def _generate(loaded, messages: list[dict], deadline: float, items: queue.Queue, cancelled: threading.Event) -> None:
-    """Runs on the torch thread: put ("prompt", n), then ("token", id)..., then ("end", None) or ("error", e)."""
-    LOCAL_QUEUE_DEPTH.dec()
-    if cancelled.is_set():  # the request gave up while it waited its turn
-        return
-    LOCAL_BATCH_SIZE.observe(1)  # one reply per generation: the decode loop does not batch
-    try:
-        ids = loaded.prompt(messages)
-        items.put(("prompt", ids.shape[1]))
-        for token in loaded.tokens(ids, deadline):
-            if cancelled.is_set():
-                return
-            LOCAL_TOKENS.inc()
-            items.put(("token", token))
-        items.put(("end", None))
-    except Exception as e:
-        items.put(("error", provider_error(e)))
-
-
 def provider_error(error: Exception) -> ProviderError:
     """What the model code raised, as the provider error the router understands."""
-    from assistant.local_model import DeadlineExceeded, PromptTooLong
+    from assistant.local_batch import DeadlineExceeded
+    from assistant.local_model import PromptTooLong
 
+    if isinstance(error, ProviderError):  # already one (a background reply that gave its place up)
+        return error
     if isinstance(error, DeadlineExceeded):
         return ProviderTimeout("The local model took longer than LOCAL_TIMEOUT.")
     if isinstance(error, PromptTooLong):

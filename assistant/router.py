@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from assistant.completion import Completion, ProviderError, ProviderTimeout, ProviderUnavailable
+from assistant.completion import Completion, ProviderBusy, ProviderError, ProviderTimeout, ProviderUnavailable
 from telemetry.metrics import FALLBACKS
 
 log = logging.getLogger(__name__)
 
 # The reason stored with a reply Groq gave in the local model's place.
-FALLBACK_REASONS = {ProviderUnavailable: "local_unavailable", ProviderTimeout: "local_timeout"}
+FALLBACK_REASONS = {ProviderUnavailable: "local_unavailable", ProviderTimeout: "local_timeout",
+                    ProviderBusy: "local_busy"}
 OTHER_REASON = "local_error"
 for _reason in (*FALLBACK_REASONS.values(), OTHER_REASON):  # every series from zero: the first fallback counts
     FALLBACKS.labels(_reason)

@@ -4,8 +4,9 @@ After the user already has Groq's reply, a sampled turn (SHADOW_SAMPLE_RATE, fro
 with training consent and no risk screened) is given to the active version in a background
 thread; its reply is never shown and never a training example, only kept beside Groq's, with
 their similarity and the reply screening's verdict, for admins judging a switch to USE_LOCAL_AI.
-One shadow reply at a time per worker, on one torch thread: a turn sampled while the last is
-still being answered is dropped, so shadowing never queues work behind itself.
+Shadow replies are background rows of the local model's batch: they start only when the batch has room
+and no user's reply waits, give their place up to a user's reply, and a turn sampled when they cannot start
+at once is dropped, so shadowing never queues work behind itself.
 """
 
 from __future__ import annotations
@@ -28,14 +29,11 @@ class Shadow:
     def __init__(self, local, rate: float, screener, embedder, store: ShadowReplies):
         self.local, self.rate = local, rate
         self.screener, self.embedder, self.store = screener, embedder, store
-        self._busy = threading.Lock()
 
     def offer(self, turn: Turn, reply_id: int, messages: list[dict], groq: str) -> bool:
-        """Maybe answer this turn again in the background; True when a shadow reply was started."""
+        """Maybe answer this turn again in the background; True when a shadow reply was asked for (it is dropped
+        when it cannot start at once)."""
         if self.local is None or not turn.consent or random.random() >= self.rate:
-            return False
-        if not self._busy.acquire(blocking=False):
-            log.debug("Shadow reply dropped: the local model is still answering the last one")
             return False
         threading.Thread(target=self._answer, args=(turn, reply_id, messages, groq), name="shadow-reply",
                          daemon=True).start()
@@ -49,7 +47,7 @@ class Shadow:
     def _answer(self, turn: Turn, reply_id: int, messages: list[dict], groq: str) -> None:
         """Runs on its own thread: the local reply, read and kept; any failure only costs this shadow reply."""
         try:
-            completion = self.local.complete(messages)
+            completion = self.local.complete(messages, background=True)
             text = completion.text
             (similarity,) = similarities(self.embedder, [text], [groq])
             self.store.add(reply_id, turn.message_id, turn.session_id, version=completion.model, content=text,
@@ -60,8 +58,6 @@ class Shadow:
             log.info("Shadow reply dropped: %s", e.code)
         except Exception as e:
             log.error("Shadow reply failed: %s", type(e).__name__)
-        finally:
-            self._busy.release()
 
 
 READY_COUNT = 20  # shadow replies read before a verdict means anything

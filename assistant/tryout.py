@@ -1,8 +1,8 @@
 """Replies from any saved version, for an admin to try one before switching: nothing is stored.
 
-Versions are loaded on demand and the last few kept, on a torch thread of their own (one
-reply at a time: torch's CPU pool is per calling thread, see local_provider), so trying a
-candidate never touches the version that answers users.
+Versions are loaded on demand and the last few kept, on a torch thread of their own that decodes tries of the
+same version together (assistant.local_decoder), so trying a candidate never touches the version that answers
+users.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import time
 from collections import OrderedDict
 
 from assistant.completion import Completion, ProviderFailed
-from assistant.local_provider import fetch_and_load, provider_error, torch_thread
+from assistant.local_decoder import Decoder, Row
+from assistant.local_provider import LocalStream, fetch_and_load
 from config import LocalSettings
 from registry.registry import Registry
 from registry.versions import RegistryError
@@ -27,19 +28,23 @@ class TryOut:
     def __init__(self, registry: Registry, settings: LocalSettings):
         self.registry, self.settings = registry, settings
         self._loaded: OrderedDict[str, object] = OrderedDict()  # name -> LoadedModel, least recently used first
-        self._torch = torch_thread("try-model")
+        self._decoder = Decoder("try-model", settings.max_batch, settings.max_queue)
 
     def reply(self, name: str, messages: list[dict]) -> Completion:
         """``name``'s reply to ``messages``; RegistryError when no intact version has that name, a
         ProviderError when the model fails or runs past LOCAL_TIMEOUT. ``latency_ms`` leaves out loading."""
-        return self._torch.submit(self._reply, name, messages).result()
+        loaded = self._decoder.call(self._load, name).result()
+        started = time.monotonic()
+        row = self._decoder.submit(Row(loaded, messages, started + self.settings.timeout))
+        return LocalStream(self._decoder, row, Completion(text="", model=name, source=self.source),
+                           started).start().whole()
 
     def close(self) -> None:
         """Let the torch thread end."""
-        self._torch.shutdown(wait=False, cancel_futures=True)
+        self._decoder.close()
 
-    def _reply(self, name: str, messages: list[dict]) -> Completion:
-        """Runs on the torch thread."""
+    def _load(self, name: str):
+        """Runs on the torch thread: the version, kept among the last KEEP used."""
         try:
             loaded = self._loaded.pop(name, None) or fetch_and_load(self.registry, name, self.settings)
         except RegistryError:  # no such version, or the store cannot be reached: the caller tells them apart
@@ -49,10 +54,4 @@ class TryOut:
         self._loaded[name] = loaded
         while len(self._loaded) > KEEP:
             self._loaded.popitem(last=False)
-        started = time.monotonic()
-        try:
-            text, finished = loaded.reply(messages, started + self.settings.timeout)
-        except Exception as e:
-            raise provider_error(e) from e
-        return Completion(text=text, model=name, source=self.source, finish_reason="stop" if finished else "length",
-                          latency_ms=round((time.monotonic() - started) * 1000))
+        return loaded

@@ -346,8 +346,9 @@ class Answering:
         try:
             yield from self._first()
             for delta in upstream:
-                if shown := gate.feed(delta):
-                    yield {"delta": shown}
+                # {} while the gate holds the text: the web layer writes a comment, so that a client that left
+                # is noticed at the next token (and its place in the local batch freed), not at the reply's end
+                yield {"delta": shown} if (shown := gate.feed(delta)) else {}
                 if gate.blocked:
                     break
             if shown := gate.finish():

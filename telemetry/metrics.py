@@ -42,10 +42,10 @@ SCREENING_VERDICTS = Counter("therapistai_screening_verdicts_total", "User messa
                              ["level", "layer"])
 LOCAL_TOKENS = Counter("therapistai_local_tokens_total", "Tokens the local model generated (replies and shadow "
                        "replies)")
-LOCAL_QUEUE_DEPTH = Gauge("therapistai_local_queue_depth", "Local replies waiting for the model's thread",
+LOCAL_QUEUE_DEPTH = Gauge("therapistai_local_queue_depth", "Local replies waiting for a place in the batch",
                           multiprocess_mode="livesum")
-LOCAL_BATCH_SIZE = Histogram("therapistai_local_batch_size", "Replies decoded together per generation (1: the "
-                             "local model decodes one reply at a time)", buckets=(1, 2, 4, 8, 16, 32))
+LOCAL_BATCH_SIZE = Histogram("therapistai_local_batch_size", "Replies decoded together, per decoding step",
+                             buckets=(1, 2, 4, 8, 16, 32))
 FALLBACKS = Counter("therapistai_fallbacks_total", "Replies given by another than the first choice: Groq for the "
                     "local model (local_*), the fixed crisis reply for Groq's (crisis_*)", ["reason"])
 RATE_LIMITED = Counter("therapistai_rate_limited_total", "Requests refused with 429 rate_limited")

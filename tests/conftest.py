@@ -33,9 +33,9 @@ BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("TEST_DATABASE_URL") els
 
 # End to end: real gunicorn, training runs in child processes, the browser, processes racing. `make test-fast`
 # leaves them out (-m "not e2e"); `make test` runs everything.
-E2E_MODULES = {"test_auto_training", "test_deploy", "test_gunicorn", "test_image", "test_leases", "test_metrics",
-               "test_model_store", "test_openapi", "test_outages", "test_pages", "test_trainer_e2e",
-               "test_trainer_incremental", "test_training_admin"}
+E2E_MODULES = {"test_auto_training", "test_deploy", "test_gunicorn", "test_image", "test_leases",
+               "test_local_concurrency", "test_metrics", "test_model_store", "test_openapi", "test_outages",
+               "test_pages", "test_trainer_e2e", "test_trainer_incremental", "test_training_admin"}
 
 
 def pytest_collection_modifyitems(items):

@@ -39,7 +39,8 @@ def _sse(events) -> Response:
 
 
 def _framed(events):
-    """Each event as one server-sent event; a client that leaves closes the turn's events too."""
+    """Each event as one server-sent event, an empty one as a comment (clients ignore it); a client that leaves
+    closes the turn's events too, at the first write that fails."""
     with closing(events):
         for event in events:
-            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
+            yield f"data: {json.dumps(event, ensure_ascii=False)}\n\n" if event else ":\n\n"

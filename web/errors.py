@@ -10,7 +10,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from assistant.completion import (
-    ProviderError, ProviderFailed, ProviderPromptTooLong, ProviderRateLimited, ProviderTimeout, ProviderUnavailable,
+    ProviderBusy, ProviderError, ProviderFailed, ProviderPromptTooLong, ProviderRateLimited, ProviderTimeout,
+    ProviderUnavailable,
 )
 from assistant.safety.patterns import NONE
 from assistant.turn import TurnFailed, database_unavailable
@@ -53,7 +54,7 @@ def _from_http(e: HTTPException):
 
 DATABASE_RETRY_AFTER_S = 5
 # What a model that gave no reply answers, for the chat and for an admin trying a version.
-STATUS_BY_ERROR = {ProviderUnavailable: 503, ProviderRateLimited: 503, ProviderTimeout: 504, ProviderFailed: 502,
+STATUS_BY_ERROR = {ProviderUnavailable: 503, ProviderRateLimited: 503, ProviderBusy: 503, ProviderTimeout: 504, ProviderFailed: 502,
                    ProviderPromptTooLong: 400}
 
 

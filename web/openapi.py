@@ -62,8 +62,9 @@ ERRORS = {
     413: ("body_too_large: the body is over 64 KB.", ()),
     429: ("rate_limited: over CHAT_RATE_LIMIT, or ADMIN_RATE_LIMIT refused admin calls.", ("Retry-After",)),
     502: ("upstream_error: the model failed.", ()),
-    503: ("database_unavailable (Retry-After: 5), assistant_unavailable, upstream_rate_limited or "
-          "model_store_unavailable.", ("Retry-After",)),
+    503: ("database_unavailable (Retry-After: 5), assistant_unavailable, upstream_rate_limited, "
+          "model_store_unavailable or assistant_busy (trying a version while LOCAL_MAX_QUEUE tries wait).",
+          ("Retry-After",)),
     504: ("upstream_timeout: the model did not answer in time.", ()),
 }
 ADMIN = (401, 403, 429, 503)
@@ -100,7 +101,7 @@ def _schemas(max_chars: int) -> dict:
         "reply": STRING, "session_id": session_id, "message_id": ID,
         "source": {"enum": ["groq", "local", "safety"]}, "model": STRING,
         "risk_level": RISK_LEVEL,
-        "fallback": {"type": ["string", "null"], "pattern": "^(local_(unavailable|timeout|error)|crisis_[a-z_]+)$",
+        "fallback": {"type": ["string", "null"], "pattern": "^(local_(unavailable|timeout|error|busy)|crisis_[a-z_]+)$",
                      "description": "Why the local model did not answer (Groq did), or why the fixed crisis reply "
                                     "answered instead of Groq (crisis_timeout, crisis_<error code>)."},
         "status": {"enum": ["ok", "blocked"]},

@@ -43,7 +43,13 @@ function showFlags(stats) {
     ["Database", `${stats.database.engine}, ${stats.database.persistent ? "persistent" : "NOT persistent: data is lost on restart"}`],
     ["Active model", stats.active_model || "none yet"],
   ];
+  if (stats.local_model) flags.push(["Local replies (this worker)", batching(stats.local_model.batching)]);
   facts($("flags"), flags);
+}
+
+function batching(b) {
+  return `${b.running} decoding, ${b.waiting} waiting (at most ${b.max_batch} and ${b.max_queue}); ` +
+    `largest batch so far ${b.largest_batch}; ${b.left_early} left early`;
 }
 
 function facts(list, items) {
