@@ -69,13 +69,10 @@ class LocalProvider:
     def stream(self, messages: list[dict], background: bool = False) -> "LocalStream":
         """Start a reply and wait for its first token, so that failures up to then can still fall back.
         ``background`` (shadow traffic): the reply yields its place to users' replies."""
-        started = time.monotonic()
         loaded = self.loaded
         if loaded is None:
             raise ProviderUnavailable(f"No local model is loaded ({self.load_error or 'no active version'}).")
-        row = self._decoder.submit(Row(loaded, messages, started + self.settings.timeout, background))
-        return LocalStream(self._decoder, row, Completion(text="", model=loaded.version, source=self.source),
-                           started).start()
+        return LocalStream.begin(self._decoder, loaded, messages, self.settings.timeout, self.source, background)
 
     def refresh(self) -> None:
         """Load the active version if it is not the one in memory; drop the model when none is active."""
@@ -128,6 +125,15 @@ class LocalStream:
         self._ids: list[int] = []
         self._first: list[int] = []
         self._ended = False
+
+    @classmethod
+    def begin(cls, decoder: Decoder, loaded, messages: list[dict], timeout: float, source: str,
+              background: bool = False) -> "LocalStream":
+        """Queue a reply of ``loaded`` with ``decoder`` and wait for its first token; ``timeout`` seconds from
+        now bound it."""
+        started = time.monotonic()
+        row = decoder.submit(Row(loaded, messages, started + timeout, background))
+        return cls(decoder, row, Completion(text="", model=loaded.version, source=source), started).start()
 
     def start(self) -> "LocalStream":
         """Wait for the prompt's length and the first token (or the end); closed again if that fails."""

@@ -7,11 +7,10 @@ users.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 
 from assistant.completion import Completion, ProviderFailed
-from assistant.local_decoder import Decoder, Row
+from assistant.local_decoder import Decoder
 from assistant.local_provider import LocalStream, fetch_and_load
 from config import LocalSettings
 from registry.registry import Registry
@@ -34,10 +33,7 @@ class TryOut:
         """``name``'s reply to ``messages``; RegistryError when no intact version has that name, a
         ProviderError when the model fails or runs past LOCAL_TIMEOUT. ``latency_ms`` leaves out loading."""
         loaded = self._decoder.call(self._load, name).result()
-        started = time.monotonic()
-        row = self._decoder.submit(Row(loaded, messages, started + self.settings.timeout))
-        return LocalStream(self._decoder, row, Completion(text="", model=name, source=self.source),
-                           started).start().whole()
+        return LocalStream.begin(self._decoder, loaded, messages, self.settings.timeout, self.source).whole()
 
     def close(self) -> None:
         """Let the torch thread end."""
